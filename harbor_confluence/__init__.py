@@ -1,0 +1,115 @@
+"""harbor_confluence: a policy-governed action runner for the Confluence Cloud REST API.
+
+Agents call named actions from a manifest; every input is validated, every call is
+decided by policy before anything leaves, and results come back as compact summaries.
+
+    from harbor_confluence import Port
+    with Port.load() as port:
+        result = port.call("get-page", {"path": {"id": "98391"}})
+
+Names are imported on first use (PEP 562) so that the CLI, which agents spawn as a
+subprocess, does not pay for modules a command does not need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .credentials import Credential
+    from .errors import (
+        EXIT_DENIED,
+        EXIT_ERROR,
+        EXIT_HELD,
+        EXIT_INVALID,
+        EXIT_OK,
+        EXIT_UPSTREAM,
+        ConfigError,
+        HarborError,
+        InputError,
+        ManifestError,
+        PolicyDenied,
+        Violation,
+    )
+    from .executor import ActionInfo, Port, default_manifest_path, default_policy_path
+    from .manifest import Action, Manifest, load_manifest
+    from .policy import Decision, Policy, load_policy
+    from .queue import ReviewQueue, Ticket
+    from .request import PreparedRequest
+    from .summary import Result
+
+__version__ = "0.1.0"
+
+_WHERE = {
+    "Credential": "credentials",
+    "EXIT_DENIED": "errors",
+    "EXIT_ERROR": "errors",
+    "EXIT_HELD": "errors",
+    "EXIT_INVALID": "errors",
+    "EXIT_OK": "errors",
+    "EXIT_UPSTREAM": "errors",
+    "ConfigError": "errors",
+    "HarborError": "errors",
+    "InputError": "errors",
+    "ManifestError": "errors",
+    "PolicyDenied": "errors",
+    "Violation": "errors",
+    "ActionInfo": "executor",
+    "Port": "executor",
+    "default_manifest_path": "executor",
+    "default_policy_path": "executor",
+    "Action": "manifest",
+    "Manifest": "manifest",
+    "load_manifest": "manifest",
+    "Decision": "policy",
+    "Policy": "policy",
+    "load_policy": "policy",
+    "ReviewQueue": "queue",
+    "Ticket": "queue",
+    "PreparedRequest": "request",
+    "Result": "summary",
+}
+
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_ERROR",
+    "EXIT_HELD",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "EXIT_UPSTREAM",
+    "Action",
+    "ActionInfo",
+    "ConfigError",
+    "Credential",
+    "Decision",
+    "HarborError",
+    "InputError",
+    "Manifest",
+    "ManifestError",
+    "Policy",
+    "PolicyDenied",
+    "Port",
+    "PreparedRequest",
+    "Result",
+    "ReviewQueue",
+    "Ticket",
+    "Violation",
+    "default_manifest_path",
+    "default_policy_path",
+    "load_manifest",
+    "load_policy",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harbor_confluence' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

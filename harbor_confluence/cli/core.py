@@ -1,0 +1,202 @@
+"""Core commands: actions, describe, run, config, manifest, sim, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ._common import (
+    EXIT_HELD,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_UPSTREAM,
+    CliExit,
+    add_command,
+    emit,
+    load_port,
+)
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    port = load_port(args)
+    infos = port.actions()
+    rows = [i.to_dict() for i in infos]
+    width = max((len(i.name) for i in infos), default=10)
+    lines = [f"{i.name:<{width}}  {i.method:<6} {i.decision:<16} {i.route}" for i in infos]
+    emit(args, rows, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    port = load_port(args)
+    info = port.describe(args.action)
+    text = [
+        f"{info['name']}: {info['description']}",
+        f"  {info['method']} {info['route']}  ({info['kind']}, policy: {info['decision']} "
+        f"by rule {info['rule']})",
+    ]
+    for loc, schema in info["parameters"].items():
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            flag = " (required)" if name in required else ""
+            text.append(f"  {loc}.{name}: {_type_summary(prop)}{flag}")
+    emit(args, info, "\n".join(text))
+    return EXIT_OK
+
+
+def _type_summary(schema: dict[str, Any]) -> str:
+    t = schema.get("type", "any")
+    bits = [str(t)]
+    if "enum" in schema:
+        bits.append("one of " + "|".join(map(str, schema["enum"])))
+    if "minimum" in schema or "maximum" in schema:
+        bits.append(f"{schema.get('minimum', '')}..{schema.get('maximum', '')}")
+    if "pattern" in schema:
+        bits.append(f"pattern {schema['pattern']}")
+    if t == "array" and isinstance(schema.get("items"), dict):
+        bits.append("of " + _type_summary(schema["items"]))
+    return ", ".join(bits)
+
+
+def _read_input(spec: str | None) -> Any:
+    if spec is None:
+        return {}
+    where = "--input"
+    if spec == "-":
+        raw = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        where = "stdin"
+    elif spec.startswith("@"):
+        try:
+            with open(spec[1:], "rb") as fh:
+                raw = fh.read(MAX_INPUT_BYTES + 1)
+        except OSError as exc:
+            raise CliExit(
+                EXIT_INVALID,
+                {"code": "invalid_input", "message": f"cannot read {spec[1:]}: {exc.strerror}"},
+                f"error: cannot read {spec[1:]}: {exc.strerror}",
+            ) from None
+        where = spec[1:]
+    else:
+        raw = spec.encode()
+    if len(raw) > MAX_INPUT_BYTES:
+        msg = f"input from {where} is larger than {MAX_INPUT_BYTES} bytes"
+        raise CliExit(EXIT_INVALID, {"code": "invalid_input", "message": msg}, f"error: {msg}")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        msg = f"input from {where} is not valid JSON: {exc}"
+        raise CliExit(
+            EXIT_INVALID, {"code": "invalid_input", "message": msg}, f"error: {msg}"
+        ) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data = _read_input(args.input)
+    with load_port(args) as port:
+        result = port.call(args.action, data, requester=args.requester)
+    payload = result.to_dict()
+    if result.outcome == "held":
+        emit(args, payload, f"held: {payload['message']}\nticket: {result.ticket}")
+        return EXIT_HELD
+    if not result.ok:
+        err = result.error or {}
+        status = f"HTTP {result.status}: " if result.status else ""
+        emit(args, payload, f"error: {result.action}: {status}{err.get('message', 'failed')}")
+        return EXIT_UPSTREAM
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    emit(args, payload, text)
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from harbor_confluence.config import LocalConfig, state_dir
+
+    config = LocalConfig(state_dir())
+    if args.config_cmd == "set":
+        if args.key == "base-url":
+            from harbor_confluence.request import Target
+
+            Target.parse(args.value)  # refuse bad URLs (and the placeholder) before saving
+        config.set(args.key, args.value)
+        emit(args, {"key": args.key, "value": args.value}, f"{args.key} = {args.value}")
+    elif args.config_cmd == "get":
+        value = config.get(args.key) if args.key else config.read()
+        if args.key:
+            emit(args, {"key": args.key, "value": value}, "" if value is None else str(value))
+        else:
+            emit(args, value, "\n".join(f"{k} = {v}" for k, v in sorted(value.items())))
+    else:
+        removed = config.unset(args.key)
+        emit(args, {"key": args.key, "removed": removed}, "removed" if removed else "not set")
+    return EXIT_OK
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    if args.manifest_cmd == "schema":
+        from harbor_confluence.schemas import manifest_schema_text
+
+        sys.stdout.write(manifest_schema_text())
+        return EXIT_OK
+    from harbor_confluence.manifest import load_manifest
+
+    m = load_manifest(args.file)
+    emit(
+        args,
+        {"ok": True, "file": args.file, "port": m.port.name, "version": m.manifest_version,
+         "actions": len(m.actions)},
+        f"{args.file}: ok ({m.port.name} {m.manifest_version}, {len(m.actions)} actions)",
+    )  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from harbor_confluence.sim import serve
+
+    serve(host=args.host, port=args.port, extra_pages=args.extra_pages)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harbor_confluence.demo import run_demo
+
+    return run_demo(json_output=args.json)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    add_command(
+        sub, common, "actions", cmd_actions, "list the actions and the policy decision for each"
+    )
+    p = add_command(sub, common, "describe", cmd_describe, "show one action's parameters")
+    p.add_argument("action")
+    p = add_command(sub, common, "run", cmd_run, "run an action (input: JSON, @file or -)")
+    p.add_argument("action")
+    p.add_argument("--input", "-i", help='{"path":{},"query":{},"body":{}} as JSON, @file or -')
+    p.add_argument("--requester", help="who is asking (recorded on held tickets)")
+
+    p = add_command(sub, common, "config", cmd_config, "local configuration (base-url, ...)")
+    csub = p.add_subparsers(dest="config_cmd", required=True)
+    s = csub.add_parser("set", parents=[common])
+    s.add_argument("key")
+    s.add_argument("value")
+    g = csub.add_parser("get", parents=[common])
+    g.add_argument("key", nargs="?")
+    u = csub.add_parser("unset", parents=[common])
+    u.add_argument("key")
+
+    p = add_command(
+        sub, common, "manifest", cmd_manifest, "print the manifest JSON Schema or validate one"
+    )
+    msub = p.add_subparsers(dest="manifest_cmd", required=True)
+    msub.add_parser("schema", parents=[common])
+    v = msub.add_parser("validate", parents=[common])
+    v.add_argument("file")
+
+    p = add_command(sub, common, "sim", cmd_sim, "serve the Confluence Cloud simulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8089)
+    p.add_argument("--extra-pages", type=int, default=0)
+    add_command(sub, common, "demo", cmd_demo, "run the simulator and a short tour")

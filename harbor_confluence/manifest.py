@@ -1,0 +1,347 @@
+"""The port manifest: one pydantic model for the declarative YAML/JSON action catalog.
+
+A manifest names every route an agent may reach.  Loading is strict on purpose: unknown
+keys, unbounded routes, undeclared route variables and anything that looks like a
+credential are refused with the file, the action and the field in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jsonschema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from uritemplate import URITemplate
+
+from .documents import find_credentials, load_document
+from .errors import ManifestError
+
+__all__ = [
+    "PLACEHOLDER_BASE_URL",
+    "Action",
+    "AuthSpec",
+    "Manifest",
+    "Parameters",
+    "PortInfo",
+    "Publisher",
+    "SummarySpec",
+    "load_manifest",
+    "manifest_from_data",
+    "manifest_json_schema",
+]
+
+PLACEHOLDER_BASE_URL = "https://your-domain.atlassian.net/"
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+PolicyDecision = Literal["auto", "require_approval", "deny"]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=64)]
+SemVer = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"),
+]
+_VAR = re.compile(r"\{([^}]*)\}")
+_SEGMENT_VAR = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+_SAFE_METHODS = frozenset({"GET"})
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+class Publisher(_Model):
+    slug: Name
+    name: str = Field(min_length=1, max_length=100)
+
+
+class AuthSpec(_Model):
+    """How the credential is attached; the credential itself is never in a manifest."""
+
+    mode: Literal["header_token", "basic"] = "header_token"
+    header_name: Literal["Authorization"] = "Authorization"
+    token_prefix: Literal["Bearer"] | None = "Bearer"  # noqa: S105 - a prefix, not a secret
+
+
+class PortInfo(_Model):
+    name: Name
+    label: str = Field(min_length=1, max_length=100)
+    description: str = Field(min_length=1, max_length=500)
+    publisher: Publisher
+    category: str = Field(min_length=1, max_length=60)
+    tags: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")]] = Field(
+        default_factory=list, max_length=20
+    )
+    kind: Literal["http_api"] = "http_api"
+    base_url: str = PLACEHOLDER_BASE_URL
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_origin(cls, v: str) -> str:
+        if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?/?$", v):
+            raise ValueError("must be an https origin such as https://your-domain.atlassian.net/")
+        return v
+
+
+class Parameters(_Model):
+    """JSON Schemas for each input location; each must describe a JSON object."""
+
+    path: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None
+
+    @field_validator("path", "query", "body")
+    @classmethod
+    def _object_schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return None
+        if v.get("type", "object") != "object":
+            raise ValueError("must be a JSON Schema with type: object")
+        if v.get("additionalProperties", False) is not False:
+            raise ValueError("additionalProperties must be false: unknown keys are refused")
+        try:
+            jsonschema.Draft202012Validator.check_schema(v)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return _closed(v)
+
+
+class SummarySpec(_Model):
+    """Which response fields a json_summary keeps, as JMESPath expressions."""
+
+    items: str | None = Field(default=None, description="JMESPath to the list of results")
+    fields: dict[str, str] = Field(description="output name -> JMESPath (per item if items)")
+    max_chars: int = Field(default=2000, ge=16, le=100_000, description="string cap per field")
+
+    @field_validator("items")
+    @classmethod
+    def _items_expr(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_jmespath(v)
+        return v
+
+    @field_validator("fields")
+    @classmethod
+    def _field_exprs(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("must keep at least one field")
+        for expr in v.values():
+            _check_jmespath(expr)
+        return v
+
+
+class Action(_Model):
+    """A named, fixed route with typed parameters: the only thing an agent can call."""
+
+    name: Name
+    description: str = Field(min_length=1, max_length=300)
+    method: HttpMethod
+    route: str = Field(max_length=200)
+    toolset: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "general"
+    scopes: list[str] = Field(default_factory=list, description="OAuth 2.0 scopes required")
+    parameters: Parameters = Field(default_factory=Parameters)
+    request_body_mode: Literal["none", "json"] = "none"
+    result_mode: Literal["json_summary"] = "json_summary"
+    default_policy: PolicyDecision = "deny"
+    summary: SummarySpec
+
+    @field_validator("route")
+    @classmethod
+    def _bounded_route(cls, v: str) -> str:
+        check_route(v)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Action:
+        declared = set((self.parameters.path or {}).get("properties", {}))
+        variables = set(route_variables(self.route))
+        if variables - declared:
+            raise ValueError(
+                f"route variables {sorted(variables - declared)} are not declared "
+                "as path parameters"
+            )
+        if declared - variables:
+            raise ValueError(
+                f"path parameters {sorted(declared - variables)} do not appear in the route"
+            )
+        path = self.parameters.path or {}
+        missing = variables - set(path.get("required", []))
+        if missing:
+            raise ValueError(f"path parameters {sorted(missing)} must be required")
+        for name, schema in path.get("properties", {}).items():
+            if schema.get("type") not in ("string", "integer"):
+                raise ValueError(f"path parameter {name!r} must be a string or integer")
+            if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+                raise ValueError(f"path parameter {name!r} needs a pattern or enum to be bounded")
+        if self.request_body_mode == "json" and self.parameters.body is None:
+            raise ValueError("requestBodyMode json needs a body schema")
+        if self.request_body_mode == "none" and self.parameters.body is not None:
+            raise ValueError("a body schema needs requestBodyMode json")
+        if self.method == "GET" and self.request_body_mode != "none":
+            raise ValueError("GET actions cannot take a body")
+        return self
+
+    @property
+    def is_read(self) -> bool:
+        return self.method in _SAFE_METHODS
+
+    @property
+    def kind(self) -> Literal["read", "write"]:
+        return "read" if self.is_read else "write"
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in _IDEMPOTENT
+
+    @property
+    def destructive(self) -> bool:
+        return self.method == "DELETE"
+
+
+class Manifest(_Model):
+    """A port: its metadata and its closed list of actions."""
+
+    manifest_version: SemVer
+    port: PortInfo
+    actions: list[Action] = Field(min_length=1, max_length=500)
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, v: list[Action]) -> list[Action]:
+        seen: set[str] = set()
+        for a in v:
+            if a.name in seen:
+                raise ValueError(f"duplicate action name {a.name!r}")
+            seen.add(a.name)
+        return v
+
+    @cached_property
+    def by_name(self) -> dict[str, Action]:
+        return {a.name: a for a in self.actions}
+
+    def action(self, name: str) -> Action:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(name) from None
+
+
+def route_variables(route: str) -> list[str]:
+    return [v for var in URITemplate(route).variables for v in var.variable_names]
+
+
+def check_route(route: str) -> None:
+    """Refuse any route that is not a fixed path under /wiki/ with whole-segment {vars}."""
+    if "://" in route or route.startswith("//"):
+        raise ValueError("absolute URLs are refused: routes are paths on the configured tenant")
+    if not route.startswith("/wiki/"):
+        raise ValueError("routes must stay under /wiki/")
+    for expr in _VAR.findall(route):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", expr):
+            raise ValueError(
+                f"only simple {{var}} expansion is allowed, not {{{expr}}} "
+                "(reserved, fragment, explode and prefix forms can reach other paths)"
+            )
+    if any(c in route for c in "?#\\%") or any(ord(c) < 0x21 or ord(c) > 0x7E for c in route):
+        raise ValueError("routes may not contain a query, fragment, escapes or spaces")
+    for segment in route.split("/")[1:]:
+        if segment in ("", ".", ".."):
+            raise ValueError("routes may not contain empty, '.' or '..' segments")
+        if "{" in segment or "}" in segment:
+            if not _SEGMENT_VAR.match(segment):
+                raise ValueError(f"a route variable must be a whole path segment: {segment!r}")
+        elif not _LITERAL_SEGMENT.match(segment):
+            raise ValueError(f"unexpected characters in route segment {segment!r}")
+
+
+def _check_jmespath(expr: str) -> None:
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+
+    try:
+        jmespath.compile(expr)
+    except JMESPathError as exc:
+        raise ValueError(f"invalid JMESPath {expr!r}: {exc}") from None
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add ``additionalProperties: false`` to every object schema that lists properties."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("properties", "patternProperties", "$defs", "definitions") and isinstance(
+            value, dict
+        ):
+            out[key] = {k: _closed(v) if isinstance(v, dict) else v for k, v in value.items()}
+        elif key in ("items", "not", "if", "then", "else") and isinstance(value, dict):
+            out[key] = _closed(value)
+        elif key in ("anyOf", "oneOf", "allOf") and isinstance(value, list):
+            out[key] = [_closed(v) if isinstance(v, dict) else v for v in value]
+        else:
+            out[key] = value
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def manifest_from_data(data: Any, source: str) -> Manifest:
+    """Validate parsed manifest data; errors name the source, the action and the field."""
+    problems = list(find_credentials(data))
+    if problems:
+        raise ManifestError(source, [f"credential refused at {p}" for p in problems])
+    if not isinstance(data, dict):
+        raise ManifestError(source, ["a manifest must be a mapping"])
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(source, _describe(exc, data)) from None
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Load a manifest file (YAML or JSON)."""
+    return manifest_from_data(load_document(path), str(path))
+
+
+def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    raw_actions = data.get("actions")
+    actions: list[Any] = raw_actions if isinstance(raw_actions, list) else []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        where = ""
+        if len(loc) >= 2 and loc[0] == "actions" and isinstance(loc[1], int):
+            raw = actions[loc[1]] if loc[1] < len(actions) else None
+            name = raw.get("name") if isinstance(raw, dict) else None
+            where = f"action {name!r} (actions[{loc[1]}]) " if name else f"actions[{loc[1]}] "
+            loc = loc[2:]
+        field = ".".join(str(p) for p in loc) or "(document)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        out.append(f"{where}field {field}: {msg}")
+    return out
+
+
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the manifest format (what ``manifest schema`` prints)."""
+    schema = Manifest.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://harbor-confluence.invalid/schemas/manifest.schema.json"
+    return schema

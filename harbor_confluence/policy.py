@@ -1,0 +1,168 @@
+"""The policy gate: a small ordered rule list that decides auto / require_approval / deny.
+
+Rules are read top to bottom; the first rule whose action pattern matches and whose
+conditions hold decides.  Conditions are JSON Schema predicates over the validated
+input (``when`` must match, ``unless`` must not) plus a body-size cap, so the rule
+language reuses a dependency instead of inventing one.  Nothing matches: deny.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from .documents import find_credentials, load_document
+from .errors import ManifestError
+
+if TYPE_CHECKING:
+    from .manifest import Action
+
+__all__ = ["DEFAULT_RULE", "Decision", "Policy", "Rule", "load_policy", "policy_from_data"]
+
+Outcome = Literal["auto", "require_approval", "deny"]
+DEFAULT_RULE = "default-deny"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class Rule(_Model):
+    """One policy rule.  ``actions`` are names or glob patterns; ``kind`` narrows further."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    actions: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    kind: Literal["read", "write", "any"] = "any"
+    when: dict[str, Any] | None = Field(default=None, description="JSON Schema the input matches")
+    unless: dict[str, Any] | None = Field(default=None, description="JSON Schema it must not")
+    body_bytes_over: int | None = Field(default=None, ge=0, description="body size trigger")
+    decision: Outcome
+    reason: str | None = Field(default=None, max_length=300)
+    ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    approvers: int = Field(default=1, ge=1, le=5)
+    forbid_self_approval: bool = False
+
+    @field_validator("when", "unless")
+    @classmethod
+    def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(v)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return v
+
+    @property
+    def conditional(self) -> bool:
+        return self.when is not None or self.unless is not None or self.body_bytes_over is not None
+
+    def applies_to(self, action: Action) -> bool:
+        if self.kind != "any" and self.kind != action.kind:
+            return False
+        return any(fnmatch.fnmatchcase(action.name, p) for p in self.actions)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome and the rule that produced it (every decision is explainable)."""
+
+    outcome: Outcome
+    rule: str
+    reason: str | None = None
+    ttl_seconds: int = 86_400
+    approvers: int = 1
+    forbid_self_approval: bool = False
+
+
+class Policy(_Model):
+    """An ordered rule list with deny as the fallback."""
+
+    version: Literal[1] = 1
+    rules: list[Rule] = Field(default_factory=list)
+    _validators: dict[int, jsonschema.Draft202012Validator] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        for rule in self.rules:
+            for schema in (rule.when, rule.unless):
+                if schema is not None:
+                    self._validators[id(schema)] = jsonschema.Draft202012Validator(schema)
+
+    def _matches(self, schema: dict[str, Any], data: Any) -> bool:
+        return bool(self._validators[id(schema)].is_valid(data))
+
+    def decide(self, action: Action, data: dict[str, Any], body: bytes | None = None) -> Decision:
+        """Decide for one validated input (``{"path":..,"query":..,"body":..}``)."""
+        for rule in self.rules:
+            if not rule.applies_to(action):
+                continue
+            if rule.when is not None and not self._matches(rule.when, data):
+                continue
+            if rule.unless is not None and self._matches(rule.unless, data):
+                continue
+            if rule.body_bytes_over is not None:
+                size = len(body) if body is not None else len(_canonical(data.get("body")))
+                if size <= rule.body_bytes_over:
+                    continue
+            return _decision(rule)
+        return Decision("deny", DEFAULT_RULE, "no policy rule allows this action")
+
+    def static_decision(self, action: Action) -> tuple[Decision, list[str]]:
+        """The decision when the input does not matter, and the conditional rules before it."""
+        conditional: list[str] = []
+        for rule in self.rules:
+            if not rule.applies_to(action):
+                continue
+            if rule.conditional:
+                conditional.append(rule.name)
+                continue
+            return _decision(rule), conditional
+        return Decision("deny", DEFAULT_RULE, "no policy rule allows this action"), conditional
+
+
+def _decision(rule: Rule) -> Decision:
+    return Decision(
+        rule.decision,
+        rule.name,
+        rule.reason,
+        rule.ttl_seconds,
+        rule.approvers,
+        rule.forbid_self_approval,
+    )
+
+
+def _canonical(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def policy_from_data(data: Any, source: str) -> Policy:
+    problems = list(find_credentials(data))
+    if problems:
+        raise ManifestError(source, [f"credential refused at {p}" for p in problems])
+    if not isinstance(data, dict):
+        raise ManifestError(source, ["a policy must be a mapping"])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"field {loc}: {msg}")
+        raise ManifestError(source, problems) from None
+
+
+def load_policy(path: str | Path) -> Policy:
+    return policy_from_data(load_document(path), str(path))

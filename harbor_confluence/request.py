@@ -1,0 +1,178 @@
+"""Request building: expand the fixed route, encode values, pin the tenant origin.
+
+The agent supplies values, never URLs.  Values are percent-encoded by the RFC 6570
+expansion, and the result is checked again: the raw path must still match the
+action's route segment for segment, and the URL must sit on the configured origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from uritemplate import URITemplate
+
+from .errors import ConfigError, InputError, Violation
+from .manifest import PLACEHOLDER_BASE_URL, Action
+
+__all__ = ["PreparedRequest", "RequestBuilder", "Target", "canonical_json"]
+
+
+def canonical_json(value: Any) -> bytes:
+    """One byte form per JSON value, so fingerprints are stable."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The one tenant origin every request goes to (plus an optional gateway prefix)."""
+
+    base_url: str
+    origin: str
+    prefix: str
+
+    @classmethod
+    def parse(cls, base_url: str) -> Target:
+        if base_url.rstrip("/") == PLACEHOLDER_BASE_URL.rstrip("/"):
+            raise ConfigError(
+                "the tenant base URL is still the catalog placeholder "
+                f"{PLACEHOLDER_BASE_URL}; set yours with: "
+                "harbor-confluence config set base-url https://YOUR-SITE.atlassian.net"
+            )
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+        if parts.scheme not in ("https", "http") or not host:
+            raise ConfigError(f"base URL must be an http(s) origin, got {base_url!r}")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ConfigError(
+                "plain http is only allowed for a loopback host (such as the simulator); "
+                f"use https for {host}"
+            )
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError("base URL may not carry a query, fragment or user info")
+        prefix = parts.path.rstrip("/")
+        if prefix.endswith("/wiki"):
+            prefix = prefix[: -len("/wiki")]  # routes already start with /wiki/
+        if any(seg in (".", "..") for seg in prefix.split("/")):
+            raise ConfigError("base URL path may not contain dot segments")
+        origin = f"{parts.scheme}://{parts.netloc.lower()}"
+        return cls(base_url=base_url, origin=origin, prefix=prefix)
+
+    def owns(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.lower()}" == self.origin
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """The exact request that would be sent, minus the credential."""
+
+    action: str
+    method: str
+    url: str
+    body: bytes | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over method, full URL and body: what an approval is bound to."""
+        h = hashlib.sha256()
+        h.update(self.method.encode())
+        h.update(b"\n")
+        h.update(self.url.encode())
+        h.update(b"\n")
+        h.update(self.body or b"")
+        return h.hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action, "method": self.method, "url": self.url}
+        if self.body is not None:
+            out["body"] = json.loads(self.body)
+        out["fingerprint"] = self.fingerprint
+        return out
+
+
+class RequestBuilder:
+    """Compiled route for one action."""
+
+    __slots__ = ("_action", "_pattern", "_template")
+
+    def __init__(self, action: Action) -> None:
+        self._action = action
+        self._template = URITemplate(action.route)
+        regex = "".join(
+            "([^/]+)" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[^}]+\})", action.route)
+            if part
+        )
+        self._pattern = re.compile(rf"\A{regex}\Z")
+
+    def build(self, target: Target, data: dict[str, Any]) -> PreparedRequest:
+        action = self._action
+        path_values = {k: _scalar(v) for k, v in data.get("path", {}).items()}
+        path = str(self._template.expand(dict(path_values)))
+        match = self._pattern.match(path)
+        if (
+            match is None
+            or any(g in ("", ".", "..") for g in match.groups())
+            or [unquote(g) for g in match.groups()]
+            != [path_values[v] for v in _route_vars(action.route)]
+        ):
+            raise InputError(
+                action.name,
+                [Violation("path", "route", f"values do not fit the route {action.route}")],
+            )
+        url = target.origin + target.prefix + path
+        query = _encode_query(data.get("query") or {})
+        if query:
+            url += "?" + query
+        if not target.owns(url):  # pragma: no cover - guarded by construction
+            raise InputError(action.name, [Violation("path", "origin", "left the tenant origin")])
+        body = None
+        content_type = None
+        if action.request_body_mode == "json":
+            body = canonical_json(data.get("body", {}))
+            content_type = "application/json"
+        return PreparedRequest(action.name, action.method, url, body, content_type)
+
+
+_VAR_NAMES: dict[str, list[str]] = {}
+
+
+def _route_vars(route: str) -> list[str]:
+    names = _VAR_NAMES.get(route)
+    if names is None:
+        names = _VAR_NAMES[route] = re.findall(r"\{([^}]+)\}", route)
+    return names
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _encode_query(query: dict[str, Any]) -> str:
+    """Sorted ``key=value`` pairs; arrays repeat the key (OpenAPI form, explode)."""
+    pairs: list[str] = []
+    for key in sorted(query):
+        value = query[key]
+        values = value if isinstance(value, list) else [value]
+        k = quote(key, safe="-_.~")
+        pairs.extend(f"{k}={quote(_scalar(v), safe='-_.~')}" for v in values)
+    return "&".join(pairs)

@@ -1,0 +1,11 @@
+"""JSON Schemas that ship with the package (the manifest format, the catalog format)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+__all__ = ["manifest_schema_text"]
+
+
+def manifest_schema_text() -> str:
+    return resources.files(__package__).joinpath("manifest.schema.json").read_text("utf-8")

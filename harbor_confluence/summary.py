@@ -1,0 +1,167 @@
+"""json_summary: the compact result an agent sees instead of the raw response.
+
+Projections are JMESPath expressions from the manifest, compiled once.  Upstream errors
+become summaries carrying Confluence's own message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jmespath
+
+from .manifest import Action
+from .transport import SendFailure
+
+__all__ = ["Result", "Summarizer"]
+
+Outcome = Literal["sent", "held"]
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(slots=True)
+class Result:
+    """What a call returns: the json_summary plus how it ended."""
+
+    ok: bool
+    action: str
+    outcome: Outcome = "sent"
+    status: int | None = None
+    summary: Any = None
+    next_cursor: str | None = None
+    count: int | None = None
+    error: dict[str, Any] | None = None
+    ticket: str | None = None
+    rule: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": self.ok, "action": self.action, "outcome": self.outcome}
+        for key in ("status", "summary", "next_cursor", "count", "error", "ticket", "rule"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.extra)
+        return out
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+class Summarizer:
+    """Compiled projection for one action."""
+
+    __slots__ = ("_action", "_fields", "_items", "_max")
+
+    def __init__(self, action: Action) -> None:
+        spec = action.summary
+        self._action = action.name
+        self._items = jmespath.compile(spec.items) if spec.items else None
+        self._fields = [(name, jmespath.compile(expr)) for name, expr in spec.fields.items()]
+        self._max = spec.max_chars
+
+    def project(self, data: Any) -> tuple[Any, int | None]:
+        if self._items is not None:
+            items = self._items.search(data)
+            if not isinstance(items, list):
+                items = []
+            return [self._one(item) for item in items], len(items)
+        return self._one(data), None
+
+    def _one(self, item: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, expr in self._fields:
+            value = expr.search(item)
+            if value is None:
+                continue
+            if isinstance(value, str) and len(value) > self._max:
+                value = value[: self._max] + f"... [{len(value) - self._max} more characters]"
+            out[name] = value
+        return out
+
+    def result(self, response: httpx.Response | SendFailure) -> Result:
+        name = self._action
+        if isinstance(response, SendFailure):
+            return Result(
+                ok=False,
+                action=name,
+                error={"type": response.kind, "message": response.message},
+            )
+        status = response.status_code
+        data = _json(response)
+        if 300 <= status < 400:
+            return Result(
+                ok=False,
+                action=name,
+                status=status,
+                error={
+                    "type": "redirect",
+                    "message": "redirect not followed: the runner only "
+                    "talks to the configured tenant origin",
+                },
+            )
+        if status >= 400:
+            return Result(ok=False, action=name, status=status, error=_upstream_error(status, data))
+        summary, count = self.project(data) if data is not None else (None, None)
+        return Result(
+            ok=True,
+            action=name,
+            status=status,
+            summary=summary,
+            next_cursor=_next_cursor(response, data),
+            count=count,
+        )
+
+
+def _json(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _next_cursor(response: httpx.Response, data: Any) -> str | None:
+    link = None
+    if isinstance(data, dict):
+        links = data.get("_links")
+        if isinstance(links, dict) and isinstance(links.get("next"), str):
+            link = links["next"]
+    if link is None:
+        header = response.headers.get("Link")
+        if header:
+            m = _LINK_NEXT.search(header)
+            link = m.group(1) if m else None
+    if not link:
+        return None
+    values = parse_qs(urlsplit(link).query).get("cursor")
+    return values[0] if values else None
+
+
+def _upstream_error(status: int, data: Any) -> dict[str, Any]:
+    """Confluence's own message, from whichever error shape it used."""
+    message = None
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            parts = []
+            for e in errors[:5]:
+                if isinstance(e, dict):
+                    parts.append(str(e.get("title") or e.get("detail") or e.get("message") or e))
+                else:
+                    parts.append(str(e))
+            message = "; ".join(parts)
+        elif isinstance(data.get("message"), str):
+            message = data["message"]
+    if not message:
+        message = httpx.codes.get_reason_phrase(status) or "error"
+    out: dict[str, Any] = {"type": "upstream", "message": message}
+    if isinstance(data, dict) and isinstance(data.get("code"), (int | str)):
+        out["code"] = data["code"]
+    return out

@@ -1,0 +1,61 @@
+"""Contract tests: what the runner sends and what the simulator answers, per Atlassian's spec.
+
+Every ``sim`` fixture already checks its exchanges at teardown; these tests make the
+contract explicit and fail (rather than skip) in CI when the documents are missing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harbor_confluence.executor import Port
+from harbor_confluence.sim import Simulator
+from tests.contract import ContractChecker, require_spec
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(scope="module")
+def checker() -> ContractChecker:
+    return ContractChecker(require_spec("v2"))
+
+
+def test_runner_requests_and_simulator_responses_conform(
+    port: Port, sim: Simulator, checker: ContractChecker
+) -> None:
+    query = {"limit": 3, "status": ["current", "archived"], "sort": "-modified-date",
+             "space-id": ["65538", "65539"], "body-format": "storage"}  # fmt: skip
+    found = port.call("search-pages", {"query": query})
+    assert found.ok and found.next_cursor
+    page_id = found.summary[0]["id"]
+    assert port.call("search-pages", {"query": {**query, "cursor": found.next_cursor}}).ok
+    assert port.call("search-pages", {"query": {"title": "Architecture Overview"}}).ok
+    got = port.call(
+        "get-page",
+        {"path": {"id": page_id},
+         "query": {"body-format": "atlas_doc_format", "include-labels": True,
+                   "include-version": True, "include-versions": True}},
+    )  # fmt: skip
+    assert got.ok
+    assert port.call("get-page", {"path": {"id": "777777777"}}).status == 404
+    exchanges = list(sim.exchanges)
+    assert len(exchanges) == 5
+    results = checker.check_exchanges(exchanges)
+    assert len(results) == 5
+
+
+def test_created_page_conforms(sim: Simulator, checker: ContractChecker, home: object) -> None:
+    import httpx
+
+    from tests.conftest import API_TOKEN, EMAIL
+
+    # The approval path arrives with the review queue; here the simulator's create
+    # answer is checked on its own, as the runner would receive it.
+    response = httpx.post(
+        sim.url + "/wiki/api/v2/pages",
+        json={"spaceId": "65538", "title": "Contract page", "status": "current",
+              "body": {"representation": "storage", "value": "<p>x</p>"}},
+        auth=(EMAIL, API_TOKEN),
+    )  # fmt: skip
+    assert response.status_code == 200
+    checker.check_exchanges(list(sim.exchanges))
