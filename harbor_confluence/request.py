@@ -87,6 +87,9 @@ class PreparedRequest:
     body: bytes | None = None
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Operator-facing context for a held request (base version, diff, file digest).
+    # Not sent, and not part of the fingerprint: the request bytes are.
+    review: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
