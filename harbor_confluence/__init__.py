@@ -3,9 +3,14 @@
 Agents call named actions from a manifest; every input is validated, every call is
 decided by policy before anything leaves, and results come back as compact summaries.
 
-    from harbor_confluence import Port
+    from harbor_confluence import Port, Toolkit
     with Port.load() as port:
         result = port.call("get-page", {"path": {"id": "98391"}})
+        if result.outcome == "held":
+            port.status(result.ticket)           # pending, rejected (reason), result
+        kit = Toolkit(port, toolsets=["pages"])  # the tools an agent is offered
+        kit.definitions("openai")                # denied actions are left out
+        kit.call("get-page", {"id": "98391"})    # flat arguments; a ToolReply back
 
 Names are imported on first use (PEP 562) so that the CLI, which agents spawn as a
 subprocess, does not pay for modules a command does not need.
@@ -17,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .audit import AuditLog
     from .credentials import Credential
     from .errors import (
         EXIT_DENIED,
@@ -30,18 +36,26 @@ if TYPE_CHECKING:
         InputError,
         ManifestError,
         PolicyDenied,
+        ReadFailed,
         Violation,
     )
-    from .executor import ActionInfo, Port, default_manifest_path, default_policy_path
+    from .executor import ActionInfo, Port
     from .manifest import Action, Manifest, load_manifest
+    from .pagination import Pagination
+    from .paths import default_manifest_path, default_policy_path, live_port_paths
     from .policy import Decision, Policy, load_policy
     from .queue import ReviewQueue, Ticket
     from .request import PreparedRequest
     from .summary import Result
+    from .tools import Toolkit, ToolReply, ToolSpec
 
 __version__ = "0.1.0"
 
 _WHERE = {
+    "AuditLog": "audit",
+    "ReadFailed": "errors",
+    "Pagination": "pagination",
+    "live_port_paths": "paths",
     "Credential": "credentials",
     "EXIT_DENIED": "errors",
     "EXIT_ERROR": "errors",
@@ -57,8 +71,8 @@ _WHERE = {
     "Violation": "errors",
     "ActionInfo": "executor",
     "Port": "executor",
-    "default_manifest_path": "executor",
-    "default_policy_path": "executor",
+    "default_manifest_path": "paths",
+    "default_policy_path": "paths",
     "Action": "manifest",
     "Manifest": "manifest",
     "load_manifest": "manifest",
@@ -69,6 +83,9 @@ _WHERE = {
     "Ticket": "queue",
     "PreparedRequest": "request",
     "Result": "summary",
+    "ToolReply": "tools",
+    "ToolSpec": "tools",
+    "Toolkit": "tools",
 }
 
 __all__ = [
@@ -80,6 +97,7 @@ __all__ = [
     "EXIT_UPSTREAM",
     "Action",
     "ActionInfo",
+    "AuditLog",
     "ConfigError",
     "Credential",
     "Decision",
@@ -87,16 +105,22 @@ __all__ = [
     "InputError",
     "Manifest",
     "ManifestError",
+    "Pagination",
     "Policy",
     "PolicyDenied",
     "Port",
     "PreparedRequest",
+    "ReadFailed",
     "Result",
     "ReviewQueue",
     "Ticket",
+    "ToolReply",
+    "ToolSpec",
+    "Toolkit",
     "Violation",
     "default_manifest_path",
     "default_policy_path",
+    "live_port_paths",
     "load_manifest",
     "load_policy",
 ]

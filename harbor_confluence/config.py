@@ -19,7 +19,17 @@ from .errors import ConfigError
 __all__ = ["CONFIG_KEYS", "LocalConfig", "atomic_write", "state_dir"]
 
 HOME_ENV = "HARBOR_CONFLUENCE_HOME"
-CONFIG_KEYS = ("base-url", "requester")
+# base-url: the tenant; site: which accessible site a bearer token uses (name, URL or
+# cloudId); identity-url / auth-url: Atlassian's identity hosts (point them at the
+# simulator in tests); secret-backend: file (default) or keyring.
+CONFIG_KEYS = (
+    "base-url",
+    "requester",
+    "site",
+    "identity-url",
+    "auth-url",
+    "secret-backend",
+)
 
 
 def state_dir(home: str | Path | None = None) -> Path:

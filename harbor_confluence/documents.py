@@ -19,6 +19,8 @@ from .errors import ManifestError
 __all__ = ["MAX_DOCUMENT_BYTES", "MAX_NODES", "find_credentials", "load_document", "parse_document"]
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024
+# libyaml's safe loader when available: the same safe subset, several times faster.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 200_000
 
 # Keys whose *string* value would be a credential.  Metadata keys that merely name the
@@ -41,7 +43,7 @@ def parse_document(text: str, source: str) -> Any:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ManifestError(source, [f"document is larger than {MAX_DOCUMENT_BYTES} bytes"])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a SafeLoader, C or Python
     except yaml.YAMLError as exc:
         raise ManifestError(source, [f"not valid YAML/JSON: {exc}"]) from None
     expanded = _expanded_size(data, {})

@@ -22,6 +22,7 @@ __all__ = [
     "InputError",
     "ManifestError",
     "PolicyDenied",
+    "ReadFailed",
     "Violation",
 ]
 
@@ -125,3 +126,29 @@ class ConfigError(HarborError):
 
     code = "config"
     exit_code = EXIT_ERROR
+
+
+class ReadFailed(HarborError):
+    """A read the runner needed before sending (an update's current version) failed.
+
+    Nothing was written; ``status`` and ``upstream`` carry Confluence's answer.
+    """
+
+    code = "read_failed"
+    exit_code = EXIT_UPSTREAM
+
+    def __init__(self, action: str, read: str, message: str, status: int | None = None) -> None:
+        self.action = action
+        self.read = read
+        self.status = status
+        where = f"HTTP {status}: " if status else ""
+        super().__init__(
+            f"{action!r} needs {read!r} first, and it failed ({where}{message}); nothing was sent"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": str(self), "action": self.action}
+        out["read"] = self.read
+        if self.status is not None:
+            out["status"] = self.status
+        return out

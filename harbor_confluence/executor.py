@@ -6,45 +6,39 @@ but it has no method that returns a credential or the local configuration.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from . import transforms
+from .audit import AuditLog
+from .auth import Connection
 from .config import LocalConfig, state_dir
-from .credentials import Credential, credential_from_env
-from .errors import ConfigError, PolicyDenied
+from .credentials import Credential
+from .errors import ConfigError, HarborError, PolicyDenied, ReadFailed
 from .manifest import Action, Manifest, load_manifest
+from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination
+from .paths import default_manifest_path, default_policy_path, live_port_paths
 from .policy import Decision, Policy, load_policy
-from .queue import ReviewQueue, Ticket
+from .queue import ReviewQueue, Ticket, default_operator
 from .request import PreparedRequest, RequestBuilder, Target
-from .summary import Result, Summarizer
-from .transport import RetryPolicy, asend, send
+from .review import lease_seconds, outcome_of, stored_result, vet_stored_request
+from .summary import Result, Summarizer, upstream_message
+from .transport import RetryPolicy, SendFailure, asend, send
+from .updates import ReadOutcome, ReadPlan, conflict_error, page_diff_summary
 from .validation import InputValidator
 
-__all__ = ["ActionInfo", "Port", "default_manifest_path", "default_policy_path"]
-
-_PACKAGE = Path(__file__).resolve().parent
-
-
-def _data_file(kind: str, name: str) -> Path:
-    """Packaged copy in a wheel, else the checkout's top-level folder."""
-    for base in (_PACKAGE / "_data" / kind, _PACKAGE.parent / kind):
-        candidate = base / name
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"cannot find the packaged {kind}/{name}")
-
-
-def default_manifest_path() -> Path:
-    return _data_file("manifests", "confluence-cloud.yaml")
-
-
-def default_policy_path() -> Path:
-    return _data_file("policies", "default.yaml")
+__all__ = [
+    "ActionInfo",
+    "Port",
+    "default_manifest_path",
+    "default_policy_path",
+    "live_port_paths",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +90,8 @@ class Port:
         home: str | Path | None = None,
         base_url: str | None = None,
         credential: Credential | None = None,
+        identity_url: str | None = None,
+        auth_url: str | None = None,
         requester: str = "python-api",
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -107,9 +103,16 @@ class Port:
         self.requester = requester
         self._home = state_dir(home)
         self._config = LocalConfig(self._home)
-        self._base_url = base_url
-        self._credential = credential
-        self._credential_loaded = credential is not None
+        # Credential and target: explicit arguments, else the environment, else the
+        # hidden store and local config.  Read lazily; never returned by any method.
+        self._connection = Connection(
+            self._home,
+            self._config,
+            base_url=base_url,
+            credential=credential,
+            identity_url=identity_url,
+            auth_url=auth_url,
+        )
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._retry = retry or RetryPolicy()
         self._transport = transport
@@ -117,6 +120,7 @@ class Port:
         self._compiled: dict[str, _Compiled] = {}
         self._target: Target | None = None
         self._queue: ReviewQueue | None = None
+        self._audit: AuditLog | None = None
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
 
@@ -129,11 +133,18 @@ class Port:
         policy: str | Path | Policy | None = None,
         **kwargs: Any,
     ) -> Port:
-        """Load a port from files (defaults: the packaged Confluence manifest and policy)."""
+        """Load a port: an explicit manifest, else the live one (see ``live_port_paths``).
+
+        Without an explicit policy, the policy follows the manifest: the installed port's
+        own policy for the installed port, the packaged policy otherwise.
+        """
+        live_policy: Path | None = None
+        if manifest is None or manifest == "":
+            manifest, live_policy = live_port_paths(kwargs.get("home"))
         if not isinstance(manifest, Manifest):
-            manifest = load_manifest(manifest or default_manifest_path())
+            manifest = load_manifest(manifest)
         if not isinstance(policy, Policy):
-            policy = load_policy(policy or default_policy_path())
+            policy = load_policy(policy or live_policy or default_policy_path())
         return cls(manifest, policy, **kwargs)
 
     def __repr__(self) -> str:
@@ -190,29 +201,197 @@ class Port:
         return c
 
     def target(self) -> Target:
+        """The tenant origin (Basic) or the gateway for the token's site (Bearer/OAuth)."""
         if self._target is None:
-            base = (
-                self._base_url
-                or os.environ.get("CONFLUENCE_URL")
-                or self._config.get("base-url")
-                or self.manifest.port.base_url
-            )
-            self._target = Target.parse(str(base))
+            self._target = self._connection.target(self.client, self.manifest.port.base_url)
         return self._target
 
     def prepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
-        """Validate, build and decide, without sending anything."""
+        """Validate, build and decide, without sending the request itself.
+
+        An update or a composite read first makes the GET it needs (the current
+        version, the older page version); that GET goes through validation and the
+        policy like any call and must be ``auto``.  The policy then decides over the
+        request as it will be sent (``{path, query, body}`` after the runner's part).
+        """
+        compiled, clean, plan, denied = self._plan(name, data)
+        if denied is not None:
+            return self._unbuilt(compiled, clean, denied)
+        read = self._pre_read(name, plan) if plan is not None else None
+        return self._compose(compiled, clean, read)
+
+    async def aprepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
+        """Async twin of :meth:`prepare` (its read does not block the event loop)."""
+        compiled, clean, plan, denied = self._plan(name, data)
+        if denied is not None:
+            return self._unbuilt(compiled, clean, denied)
+        read = await self._apre_read(name, plan) if plan is not None else None
+        return self._compose(compiled, clean, read)
+
+    def _plan(
+        self, name: str, data: Any
+    ) -> tuple[_Compiled, dict[str, Any], ReadPlan | None, Decision | None]:
+        """Validate; the read the request needs; or the deny that makes reading pointless."""
         compiled = self._compiled_for(name)
         clean = compiled.validator.validate(data)
-        prepared = compiled.builder.build(self.target(), clean)
-        decision = self.policy.decide(compiled.action, clean, prepared.body)
+        plan = transforms.read_plan(compiled.action, clean)
+        if plan is not None:
+            static, conditional = self.policy.static_decision(compiled.action)
+            if static.outcome == "deny" and not conditional:
+                return compiled, clean, None, static
+        return compiled, clean, plan, None
+
+    def _unbuilt(
+        self, compiled: _Compiled, clean: dict[str, Any], denied: Decision
+    ) -> tuple[PreparedRequest, Decision]:
+        """A request the policy denies whatever its input: no read, only its route."""
+        skeleton = {"path": clean.get("path", {}), "query": clean.get("query", {})}
+        prepared = compiled.builder.build(self.target(), skeleton)
+        note = {"note": "not built: the policy denies this action whatever the input"}
+        return replace(prepared, review=note), denied
+
+    def _compose(
+        self, compiled: _Compiled, clean: dict[str, Any], read: ReadOutcome | None
+    ) -> tuple[PreparedRequest, Decision]:
+        composed = transforms.compose(compiled.action, clean, read)
+        prepared = compiled.builder.build(self.target(), composed.request)
+        if composed.review or composed.local:
+            prepared = replace(
+                prepared, review={**prepared.review, **composed.review}, local=composed.local
+            )
+        decision = self.policy.decide(compiled.action, composed.request, prepared.body)
         return prepared, decision
 
+    # -- reads the runner makes for itself ------------------------------------------------
+
+    def _read_request(self, caller: str, name: str, data: dict[str, Any]) -> PreparedRequest:
+        """A GET the runner needs: validated, built and decided like any call; must be auto."""
+        compiled = self._compiled_for(name)
+        if not compiled.action.is_read:  # pragma: no cover - the manifest loader refuses it
+            raise ConfigError(f"{caller!r} reads with {name!r}, which is not a GET action")
+        clean = compiled.validator.validate(data)
+        prepared = compiled.builder.build(self.target(), clean)
+        decision = self.policy.decide(compiled.action, clean, None)
+        if decision.outcome != "auto":
+            raise PolicyDenied(
+                name,
+                decision.rule,
+                f"{caller!r} needs this read first and the policy does not allow it "
+                f"automatically ({decision.outcome})",
+            )
+        return prepared
+
+    @staticmethod
+    def _read_json(caller: str, name: str, response: httpx.Response | SendFailure) -> Any:
+        if isinstance(response, SendFailure):
+            raise ReadFailed(caller, name, response.message)
+        if response.status_code != 200:
+            raise ReadFailed(caller, name, upstream_message(response), response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            raise ReadFailed(caller, name, "the answer is not JSON", 200) from None
+
+    def _pre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
+        try:
+            prepared = self._read_request(caller, plan.action, plan.input)
+            response = send(self.client, prepared, self._auth(), self._retry)
+            return ReadOutcome(self._read_json(caller, plan.action, response))
+        except (PolicyDenied, ReadFailed) as exc:
+            if plan.required:
+                raise
+            return ReadOutcome(problem=str(exc))
+
+    async def _apre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
+        try:
+            prepared = self._read_request(caller, plan.action, plan.input)
+            response = await asend(self.aclient, prepared, self._auth(), self._retry)
+            return ReadOutcome(self._read_json(caller, plan.action, response))
+        except (PolicyDenied, ReadFailed) as exc:
+            if plan.required:
+                raise
+            return ReadOutcome(problem=str(exc))
+
+    # -- after the answer -----------------------------------------------------------------
+
+    def _conflict_read(self, action: Action, url: str) -> ReadPlan | None:
+        """After a 409 on a versioned write: read the resource to say who changed it."""
+        if action.update is None:
+            return None
+        values = self._compiled_for(action.name).builder.path_values(url, self.target())
+        if values is None:
+            return None
+        return ReadPlan(action.update.read, {"path": values}, required=False)
+
+    def _finish(
+        self, compiled: _Compiled, prepared: PreparedRequest, response: httpx.Response | SendFailure
+    ) -> Result:
+        """Summarise; a conflict learns the current version and its author, a diff its text."""
+        result = compiled.summarizer.result(response)
+        error = result.error or {}
+        if error.get("type") == "conflict":
+            plan = self._conflict_read(compiled.action, prepared.url)
+            if plan is not None:
+                current = self._pre_read(compiled.action.name, plan).data
+                result.error = conflict_error(
+                    error, compiled.action.update, error.get("sent_version"), current
+                )
+        return _with_diff(compiled.action, prepared, response, result)
+
+    async def _afinish(
+        self, compiled: _Compiled, prepared: PreparedRequest, response: httpx.Response | SendFailure
+    ) -> Result:
+        result = compiled.summarizer.result(response)
+        error = result.error or {}
+        if error.get("type") == "conflict":
+            plan = self._conflict_read(compiled.action, prepared.url)
+            if plan is not None:
+                current = (await self._apre_read(compiled.action.name, plan)).data
+                result.error = conflict_error(
+                    error, compiled.action.update, error.get("sent_version"), current
+                )
+        return _with_diff(compiled.action, prepared, response, result)
+
+    def paginate(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        max_items: int = DEFAULT_MAX_ITEMS,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        requester: str | None = None,
+    ) -> Pagination:
+        """Iterate every item of a paged listing, each page an ordinary (policy-checked) call.
+
+        Stops at ``max_items`` items or ``max_requests`` requests (hard limits 10,000 and
+        200); afterwards ``.report`` says whether the walk was complete or stopped at a cap.
+        """
+        return Pagination(
+            lambda action, page: self.call(action, page, requester=requester),
+            self.action(name),
+            data,
+            max_items=max_items,
+            max_requests=max_requests,
+        )
+
     def _gate(
-        self, name: str, data: Any, requester: str | None
-    ) -> tuple[_Compiled, PreparedRequest] | Result:
-        prepared, decision = self.prepare(name, data)
+        self,
+        name: str,
+        data: Any,
+        requester: str | None,
+        ready: tuple[PreparedRequest, Decision] | None = None,
+    ) -> tuple[_Compiled, PreparedRequest, Decision] | Result:
+        """Deny (audited), hold (queued and audited) or pass the request on to be sent.
+
+        ``ready`` is what :meth:`aprepare` already produced (its read did not block).
+        """
+        prepared, decision = ready or self.prepare(name, data)
+        who = requester or self.requester
         if decision.outcome == "deny":
+            self.audit.append(
+                "denied", action=name, rule=decision.rule, reason=decision.reason,
+                fingerprint=prepared.fingerprint, requester=who,
+            )  # fmt: skip
             raise PolicyDenied(name, decision.rule, decision.reason)
         if decision.outcome == "require_approval":
             ticket = self.queue.hold(
@@ -220,33 +399,146 @@ class Port:
                 port=self.manifest.port.name,
                 manifest_version=self.manifest.manifest_version,
                 rule=decision.rule,
-                requester=requester or self.requester,
+                requester=who,
                 ttl_seconds=decision.ttl_seconds,
+                approvers=decision.approvers,
+                forbid_self_approval=decision.forbid_self_approval,
             )
             return _held(ticket)
-        return self._compiled_for(name), prepared
+        return self._compiled_for(name), prepared, decision
+
+    def _audit_sent(
+        self, prepared: PreparedRequest, decision: Decision, result: Result, requester: str
+    ) -> None:
+        """Record an auto-sent call.  The request already left: a failing log must not
+        hide its answer (the agent could retry a write), so the failure rides on the result.
+        """
+        try:
+            self.audit.append(
+                "auto-sent", durable=prepared.method != "GET", action=prepared.action,
+                rule=decision.rule, fingerprint=prepared.fingerprint, method=prepared.method,
+                status=result.status, ok=result.ok, requester=requester,
+            )  # fmt: skip
+        except (OSError, ValueError, HarborError) as exc:
+            result.extra["audit_error"] = f"the audit record was not written: {exc}"
 
     def call(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
         """Run one action.  Raises InputError, PolicyDenied or ConfigError before sending."""
         gated = self._gate(name, data, requester)
         if isinstance(gated, Result):
             return gated
-        compiled, prepared = gated
+        compiled, prepared, decision = gated
         response = send(self.client, prepared, self._auth(), self._retry)
-        return compiled.summarizer.result(response)
+        result = self._finish(compiled, prepared, response)
+        self._audit_sent(prepared, decision, result, requester or self.requester)
+        return result
 
     async def acall(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
         """Async twin of :meth:`call`."""
-        gated = self._gate(name, data, requester)
+        gated = self._gate(name, data, requester, await self.aprepare(name, data))
         if isinstance(gated, Result):
             return gated
-        compiled, prepared = gated
+        compiled, prepared, decision = gated
         response = await asend(self.aclient, prepared, self._auth(), self._retry)
-        return compiled.summarizer.result(response)
+        result = await self._afinish(compiled, prepared, response)
+        who = requester or self.requester
+        if prepared.method == "GET":  # not fsynced: cheap enough to write inline
+            self._audit_sent(prepared, decision, result, who)
+        else:
+            await asyncio.to_thread(self._audit_sent, prepared, decision, result, who)
+        return result
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """A held request, as the operator sees it (never with a credential)."""
         return self.queue.get(ticket_id)
+
+    # -- the review queue -------------------------------------------------------------
+    # Operators approve, reject and reconcile; agents poll status() and may cancel.
+
+    def status(self, ticket_id: str) -> dict[str, Any]:
+        """What an agent polls: state, and the result, the rejection reason or the expiry."""
+        return self.queue.status(ticket_id)
+
+    def approve(
+        self,
+        ticket_id: str,
+        *,
+        operator: str | None = None,
+        reason: str | None = None,
+        fingerprint: str | None = None,
+        run: bool = True,
+    ) -> Ticket:
+        """Approve a held request; with enough approvals it runs at once unless ``run=False``.
+
+        ``operator`` defaults to ``$HARBOR_OPERATOR`` or the OS user.  ``fingerprint`` (a
+        prefix of 12+ characters) binds the approval to the request the operator reviewed.
+        """
+        who = operator or default_operator()
+        if run:
+            self.target()  # a runner that cannot send refuses before it records an approval
+        ticket = self.queue.approve(ticket_id, who, reason=reason, fingerprint=fingerprint)
+        if run and ticket.state == "approved":
+            return self.execute(ticket_id, operator=who)
+        return ticket
+
+    def reject(self, ticket_id: str, reason: str, *, operator: str | None = None) -> Ticket:
+        """Refuse a held request (a reason is required; the agent sees it)."""
+        return self.queue.reject(ticket_id, operator or default_operator(), reason)
+
+    def cancel(self, ticket_id: str, *, by: str | None = None, reason: str | None = None) -> Ticket:
+        """Withdraw a request before it runs (by default as this port's requester)."""
+        return self.queue.cancel(ticket_id, by or self.requester, reason)
+
+    def resolve(
+        self,
+        ticket_id: str,
+        outcome: str,
+        *,
+        operator: str | None = None,
+        note: str | None = None,
+    ) -> Ticket:
+        """Reconcile an ``unknown`` ticket after checking Confluence by hand."""
+        return self.queue.resolve(ticket_id, operator or default_operator(), outcome, note)
+
+    def execute(self, ticket_id: str, *, operator: str | None = None) -> Ticket:
+        """Send an approved ticket's stored request, exactly once, and record the outcome.
+
+        Refuses (QueueRefused, nothing sent) unless the ticket is approved, unexpired and
+        its stored request is still the one every approval was bound to.
+        """
+        who = operator or default_operator()
+        target = self.target()
+        auth = self._auth()  # resolved before the claim: nothing may fail between claim and send
+
+        def vet(t: Ticket) -> str | None:
+            problem = vet_stored_request(t, self.manifest, target)
+            if problem is None:
+                self._compiled_for(t.action)
+            return problem
+
+        ticket = self.queue.claim(
+            ticket_id, who, lease_seconds=lease_seconds(self._timeout, self._retry), vet=vet
+        )
+        compiled = self._compiled_for(ticket.action)
+        prepared = ticket.prepared()
+        try:
+            response = send(self.client, prepared, auth, self._retry)
+        except BaseException as exc:
+            self.queue.finish(ticket, "unknown", {
+                "ok": False, "action": ticket.action, "ticket": ticket.id, "state": "unknown",
+                "error": {"type": "interrupted", "message": f"{type(exc).__name__} while sending"},
+            })  # fmt: skip
+            raise
+        state = outcome_of(response)
+        status = None if isinstance(response, SendFailure) else response.status_code
+        try:
+            summary = self._finish(compiled, prepared, response).to_dict()
+        except Exception as exc:  # the answer is known even if it cannot be summarised
+            summary = {"ok": state == "succeeded", "action": ticket.action, "status": status,
+                       "error": {"type": "summary", "message": str(exc)}}  # fmt: skip
+        return self.queue.finish(
+            ticket, state, stored_result(response, summary, state, ticket.id), status=status
+        )
 
     # -- resources --------------------------------------------------------------------
 
@@ -257,16 +549,21 @@ class Port:
     @property
     def queue(self) -> ReviewQueue:
         if self._queue is None:
-            self._queue = ReviewQueue(self._home / "queue.sqlite3")
+            self._queue = ReviewQueue.for_home(self._home, audit=self.audit)
         return self._queue
 
+    @property
+    def audit(self) -> AuditLog:
+        """The hash-chained log of every decision (``audit.jsonl`` in the state dir)."""
+        if self._audit is None:
+            self._audit = AuditLog.for_home(self._home)
+        return self._audit
+
     def _auth(self) -> Credential | None:
-        if not self._credential_loaded:
-            self._credential = credential_from_env()
-            self._credential_loaded = True
-        if self._credential is None:
+        credential = self._connection.credential()
+        if credential is None:
             return None
-        return self._credential.bind(self.target().origin)
+        return credential.bind(self.target().origin)
 
     @property
     def client(self) -> httpx.Client:
@@ -315,6 +612,24 @@ class Port:
         await self.aclose()
 
 
+def _with_diff(
+    action: Action,
+    prepared: PreparedRequest,
+    response: httpx.Response | SendFailure,
+    result: Result,
+) -> Result:
+    """get-page-diff: the answer is the newer version; the older one was read in prepare."""
+    if action.transform != "page-diff" or not result.ok or isinstance(response, SendFailure):
+        return result
+    try:
+        newer = response.json()
+    except ValueError:
+        return result
+    diff = page_diff_summary(prepared.local, newer, action.summary.max_chars)
+    result.summary = {**(result.summary or {}), **diff}
+    return result
+
+
 def _held(ticket: Ticket) -> Result:
     return Result(
         ok=False,
@@ -325,6 +640,7 @@ def _held(ticket: Ticket) -> Result:
         extra={
             "state": ticket.state,
             "expires_at": ticket.to_dict()["expires_at"],
+            "approvals_required": ticket.approvals_required,
             "message": (
                 f"held for operator approval (rule {ticket.rule!r}); nothing was sent. "
                 f"Check with: harbor-confluence queue status {ticket.id}"

@@ -37,6 +37,7 @@ __all__ = [
     "PortInfo",
     "Publisher",
     "SummarySpec",
+    "UpdateSpec",
     "load_manifest",
     "manifest_from_data",
     "manifest_json_schema",
@@ -45,6 +46,11 @@ __all__ = [
 PLACEHOLDER_BASE_URL = "https://your-domain.atlassian.net/"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 PolicyDecision = Literal["auto", "require_approval", "deny"]
+RequestBodyMode = Literal["none", "json", "multipart"]
+# Named, code-defined input transforms (see transforms.py); no general templating.
+TransformName = Literal["cql-search", "page-diff", "label-list"]
+# The only headers an action may fix; the credential is never one of them.
+FixedHeader = Literal["X-Atlassian-Token"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=64)]
 SemVer = Annotated[
     str,
@@ -148,6 +154,40 @@ class SummarySpec(_Model):
         return v
 
 
+class UpdateSpec(_Model):
+    """A versioned write (seed 003): the runner sends ``version.number = base + 1``.
+
+    ``base`` is the agent's ``expected_version`` when given, else the version read from
+    ``read`` (a GET of the same resource) while preparing, so an edit made in between
+    ends in Confluence's 409 instead of a silent overwrite.  The same read gives the
+    operator a diff of current against proposed content.
+    """
+
+    read: Name = Field(description="GET action on the same resource (same path variables)")
+    read_query: dict[str, str | int | bool] = Field(default_factory=dict)
+    version: str = Field(default="version.number", description="JMESPath into the read")
+    current: str = Field(description="JMESPath into the read: the content the diff starts from")
+    proposed: str = Field(description="JMESPath into the input body: the new content")
+    fill: dict[str, str] = Field(
+        default_factory=dict, description="sent body field -> JMESPath into the read, if omitted"
+    )
+    fixed: dict[str, str] = Field(default_factory=dict, description="sent body field -> constant")
+    id_field: str | None = Field(default=None, description="sent body field repeating path id")
+
+    @field_validator("version", "current", "proposed")
+    @classmethod
+    def _expr(cls, v: str) -> str:
+        _check_jmespath(v)
+        return v
+
+    @field_validator("fill")
+    @classmethod
+    def _fill_exprs(cls, v: dict[str, str]) -> dict[str, str]:
+        for expr in v.values():
+            _check_jmespath(expr)
+        return v
+
+
 class Action(_Model):
     """A named, fixed route with typed parameters: the only thing an agent can call."""
 
@@ -158,7 +198,10 @@ class Action(_Model):
     toolset: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")] = "general"
     scopes: list[str] = Field(default_factory=list, description="OAuth 2.0 scopes required")
     parameters: Parameters = Field(default_factory=Parameters)
-    request_body_mode: Literal["none", "json"] = "none"
+    request_body_mode: RequestBodyMode = "none"
+    headers: dict[FixedHeader, Literal["no-check"]] = Field(default_factory=dict)
+    transform: TransformName | None = None
+    update: UpdateSpec | None = None
     result_mode: Literal["json_summary"] = "json_summary"
     default_policy: PolicyDecision = "deny"
     summary: SummarySpec
@@ -191,10 +234,23 @@ class Action(_Model):
                 raise ValueError(f"path parameter {name!r} must be a string or integer")
             if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
                 raise ValueError(f"path parameter {name!r} needs a pattern or enum to be bounded")
-        if self.request_body_mode == "json" and self.parameters.body is None:
-            raise ValueError("requestBodyMode json needs a body schema")
-        if self.request_body_mode == "none" and self.parameters.body is not None:
-            raise ValueError("a body schema needs requestBodyMode json")
+        body = self.parameters.body
+        if self.request_body_mode != "none" and body is None:
+            raise ValueError(f"requestBodyMode {self.request_body_mode} needs a body schema")
+        if self.request_body_mode == "none" and body is not None:
+            raise ValueError("a body schema needs requestBodyMode json or multipart")
+        if self.request_body_mode == "multipart" and "file" not in (body or {}).get(
+            "properties", {}
+        ):
+            raise ValueError("requestBodyMode multipart needs a body property 'file'")
+        if self.update is not None:
+            props = (body or {}).get("properties", {})
+            if self.method not in ("PUT", "POST") or "expected_version" not in props:
+                raise ValueError(
+                    "update needs a PUT/POST action whose body declares expected_version"
+                )
+            if "version" in props:
+                raise ValueError("update builds body.version itself: do not declare it")
         if self.method == "GET" and self.request_body_mode != "none":
             raise ValueError("GET actions cannot take a body")
         return self
@@ -232,6 +288,24 @@ class Manifest(_Model):
                 raise ValueError(f"duplicate action name {a.name!r}")
             seen.add(a.name)
         return v
+
+    @model_validator(mode="after")
+    def _reads_exist(self) -> Manifest:
+        """An update's read must be a GET action of this manifest with the same variables."""
+        names = {a.name: a for a in self.actions}
+        for a in self.actions:
+            if a.update is None:
+                continue
+            read = names.get(a.update.read)
+            if read is None or not read.is_read:
+                raise ValueError(
+                    f"action {a.name!r}: update.read {a.update.read!r} is not a GET action"
+                )
+            if sorted(route_variables(read.route)) != sorted(route_variables(a.route)):
+                raise ValueError(
+                    f"action {a.name!r}: update.read {read.name!r} needs the same path variables"
+                )
+        return self
 
     @cached_property
     def by_name(self) -> dict[str, Action]:

@@ -89,6 +89,15 @@ class Policy(_Model):
     version: Literal[1] = 1
     rules: list[Rule] = Field(default_factory=list)
     _validators: dict[int, jsonschema.Draft202012Validator] = PrivateAttr(default_factory=dict)
+    # Rules that can apply to an action depend only on its name and kind: match once.
+    _applicable: dict[tuple[str, str], tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
+
+    def _rules_for(self, action: Action) -> tuple[Rule, ...]:
+        key = (action.name, action.kind)
+        rules = self._applicable.get(key)
+        if rules is None:
+            rules = self._applicable[key] = tuple(r for r in self.rules if r.applies_to(action))
+        return rules
 
     def model_post_init(self, context: Any, /) -> None:
         for rule in self.rules:
@@ -101,9 +110,7 @@ class Policy(_Model):
 
     def decide(self, action: Action, data: dict[str, Any], body: bytes | None = None) -> Decision:
         """Decide for one validated input (``{"path":..,"query":..,"body":..}``)."""
-        for rule in self.rules:
-            if not rule.applies_to(action):
-                continue
+        for rule in self._rules_for(action):
             if rule.when is not None and not self._matches(rule.when, data):
                 continue
             if rule.unless is not None and self._matches(rule.unless, data):

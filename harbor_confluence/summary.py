@@ -1,6 +1,7 @@
 """json_summary: the compact result an agent sees instead of the raw response.
 
-Projections are JMESPath expressions from the manifest, compiled once.  Upstream errors
+Projections are JMESPath expressions from the manifest, compiled once (plain dotted field
+paths take a faster route with the same result).  Upstream errors
 become summaries carrying Confluence's own message, never a traceback.
 """
 
@@ -17,11 +18,39 @@ import jmespath
 
 from .manifest import Action
 from .transport import SendFailure
+from .updates import conflict_error, sent_version
 
-__all__ = ["Result", "Summarizer"]
+__all__ = ["Result", "Summarizer", "upstream_message"]
 
 Outcome = Literal["sent", "held"]
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+# A JMESPath expression that is only unquoted identifiers joined by dots.
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+class _FieldPath:
+    """``a.b.c`` evaluated the way JMESPath does (None once a step is not an object),
+    without its tree interpreter: most summary fields are plain paths, and this is
+    several times faster per field, which adds up over every item of a listing."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, expression: str) -> None:
+        self._keys = tuple(expression.split("."))
+
+    def search(self, value: Any) -> Any:
+        for key in self._keys:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+
+def _compile(expression: str) -> Any:
+    """A plain field path, else the compiled JMESPath expression."""
+    if _FIELD_PATH.match(expression):
+        return _FieldPath(expression)
+    return jmespath.compile(expression)
 
 
 @dataclass(slots=True)
@@ -56,13 +85,14 @@ class Result:
 class Summarizer:
     """Compiled projection for one action."""
 
-    __slots__ = ("_action", "_fields", "_items", "_max")
+    __slots__ = ("_action", "_fields", "_items", "_max", "_versioned")
 
     def __init__(self, action: Action) -> None:
         spec = action.summary
         self._action = action.name
-        self._items = jmespath.compile(spec.items) if spec.items else None
-        self._fields = [(name, jmespath.compile(expr)) for name, expr in spec.fields.items()]
+        self._versioned = action.update is not None
+        self._items = _compile(spec.items) if spec.items else None
+        self._fields = [(name, _compile(expr)) for name, expr in spec.fields.items()]
         self._max = spec.max_chars
 
     def project(self, data: Any) -> tuple[Any, int | None]:
@@ -106,9 +136,12 @@ class Summarizer:
                 },
             )
         if status >= 400:
-            return Result(ok=False, action=name, status=status, error=_upstream_error(status, data))
+            error = _upstream_error(status, data)
+            if status == 409 and self._versioned and _is_version_conflict(data):
+                error = _conflict(error, response, data)
+            return Result(ok=False, action=name, status=status, error=error)
         summary, count = self.project(data) if data is not None else (None, None)
-        return Result(
+        result = Result(
             ok=True,
             action=name,
             status=status,
@@ -116,6 +149,10 @@ class Summarizer:
             next_cursor=_next_cursor(response, data),
             count=count,
         )
+        start = _next_start(data)
+        if start is not None and result.next_cursor is None:
+            result.extra["next_start"] = start
+        return result
 
 
 def _json(response: httpx.Response) -> Any:
@@ -125,6 +162,40 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def _next_link(data: Any) -> str | None:
+    links = data.get("_links") if isinstance(data, dict) else None
+    value = links.get("next") if isinstance(links, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _next_start(data: Any) -> int | None:
+    """v1 listings that page by offset: the ``start`` of the next link."""
+    link = _next_link(data)
+    values = parse_qs(urlsplit(link).query).get("start") if link else None
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
+def _is_version_conflict(data: Any) -> bool:
+    """A 409 about the version number (not, say, a duplicate title)."""
+    return "version" in json.dumps(data).lower()
+
+
+def _conflict(error: dict[str, Any], response: httpx.Response, data: Any) -> dict[str, Any]:
+    """A versioned write's 409, with the version it sent (the executor adds who changed it)."""
+    try:
+        body = response.request.content
+    except (RuntimeError, httpx.RequestNotRead):
+        body = None
+    details = [
+        str(e["detail"])
+        for e in (data.get("errors") or [] if isinstance(data, dict) else [])
+        if isinstance(e, dict) and e.get("detail")
+    ]
+    if details:
+        error = {**error, "detail": "; ".join(details[:3])}
+    return conflict_error(error, None, sent_version(body), None)
 
 
 def _next_cursor(response: httpx.Response, data: Any) -> str | None:
@@ -142,6 +213,11 @@ def _next_cursor(response: httpx.Response, data: Any) -> str | None:
         return None
     values = parse_qs(urlsplit(link).query).get("cursor")
     return values[0] if values else None
+
+
+def upstream_message(response: httpx.Response) -> str:
+    """Confluence's own message for an error answer."""
+    return str(_upstream_error(response.status_code, _json(response))["message"])
 
 
 def _upstream_error(status: int, data: Any) -> dict[str, Any]:

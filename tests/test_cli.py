@@ -101,8 +101,8 @@ def test_manifest_schema_and_validate(cli: Callable[..., CliResult], tmp_path: P
     schema = cli("manifest", "schema")
     assert schema.code == 0 and json.loads(schema.out)["title"] == "Manifest"
     ok = cli("manifest", "validate", str(default_manifest_path()))
-    assert ok.code == 0 and "3 actions" in ok.out
     raw = yaml.safe_load(default_manifest_path().read_text())
+    assert ok.code == 0 and f"{len(raw['actions'])} actions" in ok.out
     raw["actions"][1]["route"] = "/wiki/api/v2/pages/{+id}"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
@@ -130,3 +130,19 @@ def test_cli_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_actions_listing_cache_follows_the_policy(
+    cli: Callable[..., CliResult], home: Path, tmp_path: Path
+) -> None:
+    from harbor_confluence.paths import default_policy_path
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(default_policy_path().read_text())
+    first = cli("actions", "--json", "--policy", str(policy))
+    again = cli("actions", "--json", "--policy", str(policy))
+    assert first.json() == again.json()
+    assert list((home / "cache").glob("actions-*.json"))
+    policy.write_text("version: 1\nrules: []\n")  # deny everything
+    changed = cli("actions", "--json", "--policy", str(policy)).json()
+    assert {r["decision"] for r in changed} == {"deny"}

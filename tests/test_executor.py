@@ -77,8 +77,10 @@ def test_bearer_token(sim: Simulator, home: Path) -> None:
     from tests.conftest import ACCESS_TOKEN
 
     cred = Credential.bearer(ACCESS_TOKEN, "test")
-    with Port.load(home=home, base_url=sim.url, credential=cred) as port:
+    # Bearer tokens go through the gateway; the simulator is the identity host too.
+    with Port.load(home=home, base_url=sim.url, credential=cred, identity_url=sim.url) as port:
         assert port.call("search-pages", {"query": {"limit": 1}}).ok
+    assert sim.exchanges[-1].path.startswith(f"/ex/confluence/{sim.identity.cloud_id}/wiki/")
 
 
 def test_429_honours_retry_after_for_reads(port: Port, sim: Simulator) -> None:

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import core, queue
+from . import audit, auth, catalog, core, drafts, mcp, queue, tools
 from ._common import EXIT_ERROR, CliExit
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (core, queue)
+_GROUPS = (core, queue, auth, audit, tools, mcp, catalog, drafts)
 
 
 def build_parser() -> argparse.ArgumentParser:

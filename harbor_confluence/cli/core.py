@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from harbor_confluence.pagination import (
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_REQUESTS,
+    HARD_MAX_ITEMS,
+    HARD_MAX_REQUESTS,
+)
 
 from ._common import (
     EXIT_HELD,
@@ -22,11 +30,13 @@ MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
-    port = load_port(args)
-    infos = port.actions()
-    rows = [i.to_dict() for i in infos]
-    width = max((len(i.name) for i in infos), default=10)
-    lines = [f"{i.name:<{width}}  {i.method:<6} {i.decision:<16} {i.route}" for i in infos]
+    from harbor_confluence.listing import action_rows
+
+    rows = action_rows(args.manifest, args.policy)
+    width = max((len(r["name"]) for r in rows), default=10)
+    lines = [
+        f"{r['name']:<{width}}  {r['method']:<6} {r['decision']:<16} {r['route']}" for r in rows
+    ]
     emit(args, rows, "\n".join(lines))
     return EXIT_OK
 
@@ -94,8 +104,47 @@ def _read_input(spec: str | None) -> Any:
         ) from None
 
 
+def _run_all(args: argparse.Namespace, data: Any) -> int:
+    """``run --all``: follow the listing's pages within hard caps; say if it stopped at one."""
+    with load_port(args) as port:
+        walk = port.paginate(
+            args.action,
+            data,
+            max_items=args.max_items,
+            max_requests=args.max_requests,
+            requester=args.requester,
+        )
+        items = walk.items()
+    report = walk.report
+    payload = {**report.to_dict(), "items": items}
+    text = json.dumps(payload, indent=2, ensure_ascii=False)
+    if not report.ok:
+        emit(args, payload, text)
+        sys.stderr.write(f"error: {args.action}: {report.message()}\n")
+        return EXIT_HELD if (report.error or {}).get("type") == "held" else EXIT_UPSTREAM
+    emit(args, payload, text)
+    if not report.complete:
+        sys.stderr.write(f"warning: {args.action}: {report.message()}\n")
+    return EXIT_OK
+
+
+def _bounded(limit: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"must be 1..{limit} (a hard cap)")
+        return value
+
+    return parse
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     data = _read_input(args.input)
+    if args.all:
+        return _run_all(args, data)
     with load_port(args) as port:
         result = port.call(args.action, data, requester=args.requester)
     payload = result.to_dict()
@@ -117,10 +166,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     config = LocalConfig(state_dir())
     if args.config_cmd == "set":
-        if args.key == "base-url":
-            from harbor_confluence.request import Target
+        from harbor_confluence.auth import check_config_value
 
-            Target.parse(args.value)  # refuse bad URLs (and the placeholder) before saving
+        check_config_value(args.key, args.value)  # bad URLs, the placeholder, unknown backends
         config.set(args.key, args.value)
         emit(args, {"key": args.key, "value": args.value}, f"{args.key} = {args.value}")
     elif args.config_cmd == "get":
@@ -176,8 +224,31 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("action")
     p.add_argument("--input", "-i", help='{"path":{},"query":{},"body":{}} as JSON, @file or -')
     p.add_argument("--requester", help="who is asking (recorded on held tickets)")
+    p.add_argument(
+        "--all", action="store_true", help="follow every page of a listing (within the caps)"
+    )
+    p.add_argument(
+        "--max-items",
+        type=_bounded(HARD_MAX_ITEMS),
+        default=DEFAULT_MAX_ITEMS,
+        help=f"--all stops after this many items (default {DEFAULT_MAX_ITEMS}, "
+        f"at most {HARD_MAX_ITEMS})",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=_bounded(HARD_MAX_REQUESTS),
+        default=DEFAULT_MAX_REQUESTS,
+        help=f"--all stops after this many requests (default {DEFAULT_MAX_REQUESTS}, "
+        f"at most {HARD_MAX_REQUESTS})",
+    )
 
-    p = add_command(sub, common, "config", cmd_config, "local configuration (base-url, ...)")
+    p = add_command(
+        sub,
+        common,
+        "config",
+        cmd_config,
+        "local configuration: base-url, site, identity-url, auth-url, secret-backend, requester",
+    )
     csub = p.add_subparsers(dest="config_cmd", required=True)
     s = csub.add_parser("set", parents=[common])
     s.add_argument("key")

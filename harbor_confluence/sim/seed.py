@@ -1,27 +1,52 @@
-"""Deterministic seed content: three spaces of realistic pages, plus optional bulk pages.
+"""Deterministic seed content: three spaces of pages, plus blog posts, comments, attachments,
+custom content, properties and the tasks found in bodies; optional bulk pages.
 
-Ids, titles and timestamps never change between runs, so tests and docs can name them
-(ENG homepage 98305, DOCS 163841, OPS 229377; see ``SPACES`` and the page tables).
+Ids, titles and timestamps never change between runs, so tests and docs can name them:
+spaces ENG 65538 / DOCS 65539 / OPS 65540 (homepages 98305, 163841, 229377), blog posts
+from 294913, comments from 360449, attachments from 425985 (``att425985``), custom content
+from 491521, properties from 4587521, tasks from 7340033. Page versions keep their bodies:
+version n of a seeded page holds the first n/N share of its current body.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import Any
 
-from .store import Page, Space, Store, User, VersionInfo
+from .store import (
+    Attachment,
+    Comment,
+    CustomContent,
+    Page,
+    Property,
+    Space,
+    Store,
+    User,
+    VersionInfo,
+)
 
 __all__ = [
+    "ATTACHMENT_FIRST_ID",
+    "BLOGPOST_FIRST_ID",
+    "COMMENT_FIRST_ID",
+    "CUSTOM_CONTENT_FIRST_ID",
+    "DECISION_TYPE",
     "EXTRA_PAGE_FIRST_ID",
+    "PROPERTY_FIRST_ID",
     "SPACES",
+    "TIMELINE_TYPE",
     "USERS",
     "account_id_for",
     "format_time",
     "generated_pages",
     "seed_store",
+    "split_blocks",
 ]
 
 USERS: tuple[User, ...] = (
@@ -115,6 +140,11 @@ def _tasks(*items: tuple[str, bool]) -> str:
     return f"<ac:task-list>{tasks}</ac:task-list>"
 
 
+def _due(day: str) -> str:
+    """A task due date is a ``<time>`` element inside the task body."""
+    return f'<time datetime="{day}" />'
+
+
 def _children() -> str:
     return '<ac:structured-macro ac:name="children" ac:schema-version="2" />'
 
@@ -132,6 +162,7 @@ class _PageSeed:
     versions: int = 1
     labels: tuple[str, ...] = ()
     status: str = "current"
+    first_title: str | None = None  # the title of version 1, when the page was renamed
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +342,7 @@ _ENG_PAGES = (
         KENJI,
         versions=5,
         labels=("runbook", "database", "on-call"),
+        first_title="Runbook: Postgres failover",
     ),
     _PageSeed(
         "rb-cache",
@@ -382,6 +414,7 @@ _ENG_PAGES = (
         MARCUS,
         versions=4,
         labels=("process", "release"),
+        first_title="Release process (draft)",
     ),
     _PageSeed(
         "postmortems",
@@ -693,10 +726,10 @@ _OPS_PAGES = (
         "Incident Response Checklist",
         "home",
         _tasks(
-            ("Declare the incident in #incidents and pick an incident commander", False),
-            ("Open a status page entry for customer-facing impact", False),
-            ("Record a timeline as you go", False),
-            ("Schedule the postmortem within 3 working days", False),
+            ("Declare the incident in #incidents and pick an incident commander", True),
+            (f"Open a status page entry for customer-facing impact {_user(DANA)}", False),
+            (f"Record a timeline as you go {_user(KENJI)} {_due('2024-05-10')}", False),
+            (f"Schedule the postmortem within 3 working days {_due('2024-05-14')}", False),
         ),
         PRIYA,
         versions=3,
@@ -837,14 +870,49 @@ _VERSION_MESSAGES = (
     "Link related pages",
 )
 
+_TAG = re.compile(r"<!\[CDATA\[.*?\]\]>|<(/?)([A-Za-z][\w:-]*)[^>]*?(/?)>", re.DOTALL)
 
-def _versions(count: int, created: datetime, authors: tuple[str, str]) -> tuple[VersionInfo, ...]:
-    """A plausible history: the creator writes v1, edits alternate between two people."""
+
+def split_blocks(xhtml: str) -> list[str]:
+    """Top-level elements of a storage body (seed bodies only: no ``>`` inside attributes)."""
+    blocks: list[str] = []
+    depth = start = 0
+    for match in _TAG.finditer(xhtml):
+        if match.group(2) is None:
+            continue  # CDATA
+        if match.group(1):
+            depth -= 1
+        elif not match.group(3):
+            depth += 1
+            continue
+        if depth == 0:
+            blocks.append(xhtml[start : match.end()])
+            start = match.end()
+    if start < len(xhtml):
+        blocks.append(xhtml[start:])
+    return blocks
+
+
+def _versions(
+    count: int,
+    created: datetime,
+    authors: tuple[str, str],
+    title: str,
+    body: str,
+    first_title: str | None = None,
+) -> tuple[VersionInfo, ...]:
+    """A plausible history: v1 by the creator, edits alternate between two people.
+
+    Version n holds the first ceil(n/count) share of the body's top-level blocks, so older
+    versions are real, shorter drafts of the current body (and diffs between them show it).
+    """
+    blocks = split_blocks(body) if count > 1 else [body]
     history = []
     for number in range(1, count + 1):
         moment = created + timedelta(
             days=9 * (number - 1), hours=3 * (number - 1), minutes=7 * number
         )
+        cut = max(1, -(-len(blocks) * number // count))
         history.append(
             VersionInfo(
                 number=number,
@@ -854,6 +922,9 @@ def _versions(count: int, created: datetime, authors: tuple[str, str]) -> tuple[
                 else "",
                 minor_edit=number > 1 and number % 3 == 0,
                 author_id=authors[(number - 1) % 2],
+                title=first_title if first_title and number == 1 else title,
+                body_representation="storage",
+                body_value=body if number == count else "".join(blocks[:cut]),
             )
         )
     return tuple(history)
@@ -879,12 +950,669 @@ def _space_pages(space: _SpaceSeed) -> list[Page]:
                 created_at=format_time(created),
                 body_representation="storage",
                 body_value=seed.body,
-                versions=_versions(seed.versions, created, (seed.author, editor)),
+                versions=_versions(
+                    seed.versions,
+                    created,
+                    (seed.author, editor),
+                    seed.title,
+                    seed.body,
+                    seed.first_title,
+                ),
                 labels=seed.labels,
                 owner_id=seed.author,
             )
         )
     return pages
+
+
+# -- blog posts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _BlogSeed:
+    id: int
+    space_id: int
+    title: str
+    body: str
+    author: str
+    created: datetime
+    versions: int = 1
+    labels: tuple[str, ...] = ()
+    status: str = "current"
+
+
+BLOGPOST_FIRST_ID = 294913
+
+_BLOGPOSTS = (
+    _BlogSeed(
+        294913,
+        65538,
+        "Kafka migration complete",
+        _h(2, "What changed")
+        + _p("All event producers now write to the new Kafka cluster; the old one is read-only.")
+        + _ul("Consumer lag dashboards moved to Grafana.", "Retention is 7 days everywhere.")
+        + _p(f"Thanks to everyone who helped, especially {_user(KENJI)}."),
+        MARCUS,
+        datetime(2024, 3, 12, 15, 4, 31, 220000, tzinfo=UTC),
+        versions=2,
+        labels=("kafka", "announcement"),
+    ),
+    _BlogSeed(
+        294914,
+        65538,
+        "Welcome our new SREs",
+        _p("Please welcome Ana and Tomasz, who join the platform team this week."),
+        PRIYA,
+        datetime(2024, 4, 2, 8, 30, 0, 0, tzinfo=UTC),
+        labels=("team",),
+    ),
+    _BlogSeed(
+        294915,
+        65538,
+        "Q3 platform roadmap",
+        _p("Draft: themes for Q3 are reliability, cost and developer experience."),
+        KENJI,
+        datetime(2024, 5, 28, 10, 12, 9, 0, tzinfo=UTC),
+        status="draft",
+    ),
+    _BlogSeed(
+        294916,
+        65538,
+        "Deploy freeze over the holidays",
+        _p("No production deploys between 2023-12-22 and 2024-01-02."),
+        DANA,
+        datetime(2023, 12, 15, 9, 0, 0, 0, tzinfo=UTC),
+        status="trashed",
+    ),
+    _BlogSeed(
+        294917,
+        65539,
+        "Docs 2.4 are live",
+        _p("The 2.4 documentation covers cursor pagination and the new CLI flags.")
+        + _h(2, "Follow-ups")
+        + _tasks(
+            (f"Update the screenshots in Installation {_user(SOFIA)} {_due('2024-06-07')}", False),
+            ("Announce in the community forum", True),
+        ),
+        SOFIA,
+        datetime(2024, 5, 20, 12, 0, 5, 0, tzinfo=UTC),
+        versions=3,
+        labels=("release-notes",),
+    ),
+    _BlogSeed(
+        294918,
+        65540,
+        "Incident review: API latency spike",
+        _p("A connection-pool change caused 47 minutes of slow responses on 2024-02-14.")
+        + _p("Read the full write-up in the Engineering space."),
+        DANA,
+        datetime(2024, 2, 20, 16, 45, 0, 0, tzinfo=UTC),
+        labels=("postmortem", "incident"),
+    ),
+    _BlogSeed(
+        294919,
+        65540,
+        "New on-call handbook",
+        _p("The on-call handbook now lives in the Operations space; the wiki page is gone."),
+        PRIYA,
+        datetime(2024, 5, 2, 7, 15, 0, 0, tzinfo=UTC),
+        versions=2,
+    ),
+)
+
+
+def _blogposts() -> list[Page]:
+    posts = []
+    for n, seed in enumerate(_BLOGPOSTS):
+        editor = USERS[(n + 1) % len(USERS)].account_id
+        posts.append(
+            Page(
+                id=seed.id,
+                space_id=seed.space_id,
+                title=seed.title,
+                status=seed.status,
+                parent_id=None,
+                position=0,
+                author_id=seed.author,
+                created_at=format_time(seed.created),
+                body_representation="storage",
+                body_value=seed.body,
+                versions=_versions(
+                    seed.versions, seed.created, (seed.author, editor), seed.title, seed.body
+                ),
+                labels=seed.labels,
+                owner_id=seed.author,
+                kind="blogpost",
+            )
+        )
+    return posts
+
+
+# -- comments --------------------------------------------------------------------------------
+
+COMMENT_FIRST_ID = 360449
+
+
+@dataclass(frozen=True, slots=True)
+class _CommentSeed:
+    id: int
+    kind: str
+    container: tuple[str, int] | None  # None: a reply, container taken from the parent
+    parent: int | None
+    author: str
+    created: datetime
+    bodies: tuple[str, ...]  # one per version
+    resolution: str | None = None
+    selection: str | None = None
+    resolved_by: str | None = None
+
+
+_COMMENTS = (
+    _CommentSeed(
+        360449,
+        "footer",
+        ("page", 98306),
+        None,
+        KENJI,
+        datetime(2024, 1, 9, 10, 2, 0, 0, tzinfo=UTC),
+        ("<p>Should the notifications service be in the components table too?</p>",),
+    ),
+    _CommentSeed(
+        360450,
+        "footer",
+        None,
+        360449,
+        MARCUS,
+        datetime(2024, 1, 9, 11, 40, 0, 0, tzinfo=UTC),
+        ("<p>It is tier 3, so it lives in the Service Catalog only.</p>",),
+    ),
+    _CommentSeed(
+        360451,
+        "footer",
+        None,
+        360450,
+        KENJI,
+        datetime(2024, 1, 9, 12, 5, 0, 0, tzinfo=UTC),
+        ("<p>Makes sense, thanks.</p>",),
+    ),
+    _CommentSeed(
+        360452,
+        "footer",
+        ("page", 98313),
+        None,
+        DANA,
+        datetime(2024, 2, 1, 22, 17, 0, 0, tzinfo=UTC),
+        (
+            "<p>Step 3: the DNS TTL is 300 s, so clients may keep the old primary.</p>",
+            "<p>Step 3: the DNS TTL is 60 s since February; clients follow within a minute.</p>",
+        ),
+    ),
+    _CommentSeed(
+        360453,
+        "footer",
+        ("page", 98315),
+        None,
+        SOFIA,
+        datetime(2024, 3, 4, 9, 0, 0, 0, tzinfo=UTC),
+        ("<p>Buddy assignments for next quarter are in the team calendar.</p>",),
+    ),
+    _CommentSeed(
+        360454,
+        "footer",
+        ("page", 163843),
+        None,
+        MARCUS,
+        datetime(2024, 4, 18, 14, 30, 0, 0, tzinfo=UTC),
+        ("<p>pipx also works on macOS with Homebrew's Python.</p>",),
+    ),
+    _CommentSeed(
+        360455,
+        "footer",
+        ("blogpost", 294913),
+        None,
+        SOFIA,
+        datetime(2024, 3, 12, 16, 0, 0, 0, tzinfo=UTC),
+        ("<p>Great work! Do consumers need to change anything?</p>",),
+    ),
+    _CommentSeed(
+        360456,
+        "footer",
+        None,
+        360455,
+        MARCUS,
+        datetime(2024, 3, 12, 16, 20, 0, 0, tzinfo=UTC),
+        ("<p>No: the bootstrap servers moved behind the same DNS name.</p>",),
+    ),
+    _CommentSeed(
+        360457,
+        "footer",
+        ("page", 229378),
+        None,
+        KENJI,
+        datetime(2024, 4, 25, 8, 45, 0, 0, tzinfo=UTC),
+        ("<p>Can someone swap week 19 with me?</p>",),
+    ),
+    _CommentSeed(
+        360458,
+        "inline",
+        ("page", 98306),
+        None,
+        SOFIA,
+        datetime(2024, 1, 15, 13, 0, 0, 0, tzinfo=UTC),
+        ("<p>Which Envoy version do we run at the edge?</p>",),
+        resolution="open",
+        selection="Envoy edge",
+    ),
+    _CommentSeed(
+        360459,
+        "inline",
+        ("page", 163848),
+        None,
+        KENJI,
+        datetime(2024, 2, 8, 10, 10, 0, 0, tzinfo=UTC),
+        ("<p>Per token or per IP address?</p>",),
+        resolution="resolved",
+        selection="100 requests per second per token",
+        resolved_by=MARCUS,
+    ),
+    _CommentSeed(
+        360460,
+        "inline",
+        None,
+        360459,
+        MARCUS,
+        datetime(2024, 2, 8, 11, 0, 0, 0, tzinfo=UTC),
+        ("<p>Per token; the page says so now.</p>",),
+    ),
+    _CommentSeed(
+        360461,
+        "inline",
+        ("page", 229381),
+        None,
+        DANA,
+        datetime(2024, 3, 20, 7, 30, 0, 0, tzinfo=UTC),
+        ("<p>2% feels high for tier-1 services.</p>",),
+        resolution="reopened",
+        selection="> 0.02",
+        resolved_by=PRIYA,
+    ),
+)
+
+
+def _comments(titles: dict[tuple[str, int], str]) -> list[Comment]:
+    comments: dict[int, Comment] = {}
+    for seed in _COMMENTS:
+        if seed.container is not None:
+            container = seed.container
+        else:
+            assert seed.parent is not None
+            parent = comments[seed.parent]
+            container = (parent.container_type, parent.container_id)
+        title = f"Re: {titles[container]}"
+        versions = tuple(
+            VersionInfo(
+                n,
+                format_time(seed.created + timedelta(hours=20 * (n - 1))),
+                "",
+                False,
+                seed.author,
+                title,
+                "storage",
+                body,
+            )
+            for n, body in enumerate(seed.bodies, start=1)
+        )
+        resolved_at = (
+            format_time(seed.created + timedelta(days=1)) if seed.resolved_by is not None else None
+        )
+        comments[seed.id] = Comment(
+            id=seed.id,
+            kind=seed.kind,
+            container_type=container[0],
+            container_id=container[1],
+            parent_id=seed.parent,
+            status="current",
+            title=title,
+            author_id=seed.author,
+            created_at=format_time(seed.created),
+            body_representation="storage",
+            body_value=seed.bodies[-1],
+            versions=versions,
+            resolution_status=seed.resolution
+            if seed.kind == "inline" and seed.parent is None
+            else None,
+            resolution_modifier_id=seed.resolved_by,
+            resolution_modified_at=resolved_at,
+            marker_ref=str(uuid.uuid5(uuid.NAMESPACE_OID, f"marker-{seed.id}"))
+            if seed.selection
+            else None,
+            original_selection=seed.selection,
+        )
+    return list(comments.values())
+
+
+# -- attachments -------------------------------------------------------------------------------
+
+ATTACHMENT_FIRST_ID = 425985
+
+# Smallest well-formed headers, so a client sniffing magic bytes sees the right type.
+_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+_PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _AttachmentSeed:
+    id: int
+    container: tuple[str, int]
+    title: str
+    media_type: str
+    data: bytes
+    comment: str
+    author: str
+    created: datetime
+    versions: int = 1
+    status: str = "current"
+    labels: tuple[str, ...] = ()
+
+
+_ATTACHMENTS = (
+    _AttachmentSeed(
+        425985,
+        ("page", 98306),
+        "architecture-diagram.png",
+        "image/png",
+        _PNG + b"architecture-diagram" * 8,
+        "Context diagram",
+        MARCUS,
+        datetime(2022, 3, 20, 10, 0, 0, 0, tzinfo=UTC),
+        versions=2,
+        labels=("diagram",),
+    ),
+    _AttachmentSeed(
+        425986,
+        ("page", 98313),
+        "failover-checklist.pdf",
+        "application/pdf",
+        _PDF,
+        "Printable checklist",
+        KENJI,
+        datetime(2023, 6, 2, 9, 30, 0, 0, tzinfo=UTC),
+    ),
+    _AttachmentSeed(
+        425987,
+        ("page", 163843),
+        "install.sh",
+        "application/x-sh",
+        b"#!/bin/sh\nset -eu\npipx install harbor-cli\nharbor --version\n",
+        "",
+        KENJI,
+        datetime(2023, 1, 10, 11, 0, 0, 0, tzinfo=UTC),
+    ),
+    _AttachmentSeed(
+        425988,
+        ("page", 229378),
+        "rota-2024.csv",
+        "text/csv",
+        b"week,primary,secondary\n2024-W18,kenji,dana\n2024-W19,dana,marcus\n",
+        "Rota export",
+        DANA,
+        datetime(2024, 4, 20, 17, 0, 0, 0, tzinfo=UTC),
+    ),
+    _AttachmentSeed(
+        425989,
+        ("blogpost", 294913),
+        "kafka-lag.png",
+        "image/png",
+        _PNG + b"kafka-lag" * 4,
+        "Consumer lag after the cut-over",
+        MARCUS,
+        datetime(2024, 3, 12, 15, 0, 0, 0, tzinfo=UTC),
+    ),
+    _AttachmentSeed(
+        425990,
+        ("page", 98306),
+        "old-diagram.png",
+        "image/png",
+        _PNG + b"old" * 4,
+        "Superseded",
+        MARCUS,
+        datetime(2022, 3, 18, 10, 0, 0, 0, tzinfo=UTC),
+        status="trashed",
+    ),
+)
+
+
+def _attachments() -> list[Attachment]:
+    items = []
+    for seed in _ATTACHMENTS:
+        versions = tuple(
+            VersionInfo(
+                n,
+                format_time(seed.created + timedelta(days=30 * (n - 1))),
+                seed.comment if n == 1 else "New export",
+                False,
+                seed.author,
+                seed.title,
+                "",
+                "",
+            )
+            for n in range(1, seed.versions + 1)
+        )
+        items.append(
+            Attachment(
+                id=seed.id,
+                container_type=seed.container[0],
+                container_id=seed.container[1],
+                title=seed.title,
+                status=seed.status,
+                media_type=seed.media_type,
+                comment=seed.comment,
+                file_id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"file-{seed.id}")),
+                author_id=seed.author,
+                created_at=format_time(seed.created),
+                versions=versions,
+                data=seed.data,
+                labels=seed.labels,
+            )
+        )
+    return items
+
+
+# -- custom content -------------------------------------------------------------------------------
+
+CUSTOM_CONTENT_FIRST_ID = 491521
+DECISION_TYPE = "ac:com.example.decisions:decision"
+TIMELINE_TYPE = "forge:harbor-timeline:incident-event"
+
+
+def _custom_content() -> list[CustomContent]:
+    def item(
+        content_id: int,
+        content_type: str,
+        title: str,
+        space_id: int,
+        page_id: int | None,
+        parent: int | None,
+        author: str,
+        created: datetime,
+        representation: str,
+        bodies: tuple[str, ...],
+        labels: tuple[str, ...] = (),
+    ) -> CustomContent:
+        versions = tuple(
+            VersionInfo(
+                n,
+                format_time(created + timedelta(days=2 * (n - 1))),
+                "",
+                False,
+                author,
+                title,
+                representation,
+                body,
+            )
+            for n, body in enumerate(bodies, start=1)
+        )
+        return CustomContent(
+            id=content_id,
+            type=content_type,
+            status="current",
+            title=title,
+            space_id=space_id,
+            page_id=page_id,
+            blog_post_id=None,
+            parent_custom_id=parent,
+            author_id=author,
+            created_at=format_time(created),
+            body_representation=representation,
+            body_value=bodies[-1],
+            versions=versions,
+            labels=labels,
+        )
+
+    return [
+        item(
+            491521,
+            DECISION_TYPE,
+            "Adopt OpenTelemetry for tracing",
+            65538,
+            98308,
+            None,
+            SOFIA,
+            datetime(2023, 9, 4, 10, 0, 0, 0, tzinfo=UTC),
+            "storage",
+            (
+                "<p>Proposed: instrument services with OpenTelemetry.</p>",
+                "<p>Accepted: instrument services with OpenTelemetry; export to Tempo.</p>",
+            ),
+            ("observability",),
+        ),
+        item(
+            491522,
+            DECISION_TYPE,
+            "Retire Jenkins",
+            65538,
+            98308,
+            None,
+            DANA,
+            datetime(2023, 2, 14, 9, 0, 0, 0, tzinfo=UTC),
+            "storage",
+            ("<p>Accepted: all pipelines run on the hosted CI service.</p>",),
+        ),
+        item(
+            491523,
+            DECISION_TYPE,
+            "Trace sampling at 10%",
+            65538,
+            None,
+            491521,
+            KENJI,
+            datetime(2023, 9, 20, 15, 0, 0, 0, tzinfo=UTC),
+            "storage",
+            ("<p>Head-based sampling at 10%, 100% for errors.</p>",),
+        ),
+        item(
+            491524,
+            DECISION_TYPE,
+            "Quarterly disaster-recovery drill",
+            65540,
+            None,
+            None,
+            PRIYA,
+            datetime(2024, 1, 8, 8, 0, 0, 0, tzinfo=UTC),
+            "storage",
+            ("<p>Run the DR plan end to end once a quarter.</p>",),
+        ),
+        item(
+            491525,
+            TIMELINE_TYPE,
+            "14:02 UTC: latency alert fired",
+            65540,
+            229383,
+            None,
+            DANA,
+            datetime(2024, 2, 14, 14, 5, 0, 0, tzinfo=UTC),
+            "raw",
+            ('{"at":"2024-02-14T14:02:00Z","event":"alert","service":"accounts-api"}',),
+        ),
+    ]
+
+
+# -- properties -----------------------------------------------------------------------------------
+
+PROPERTY_FIRST_ID = 4_587_521
+
+
+def _properties() -> list[Property]:
+    def prop(
+        prop_id: int,
+        owner: tuple[str, int],
+        key: str,
+        value: Any,
+        author: str,
+        created: datetime,
+        version: int = 1,
+        editor: str | None = None,
+    ) -> Property:
+        changed = created + timedelta(days=14 * (version - 1))
+        return Property(
+            id=prop_id,
+            owner_type=owner[0],
+            owner_id=owner[1],
+            key=key,
+            value=json.dumps(value, separators=(",", ":")),
+            created_at=format_time(created),
+            created_by=author,
+            version=version,
+            version_at=format_time(changed),
+            version_by=editor or author,
+            version_message="" if version == 1 else "Update review date",
+        )
+
+    day = datetime(2023, 11, 6, 9, 0, 0, 0, tzinfo=UTC)
+    return [
+        prop(4_587_521, ("page", 98306), "content-appearance-published", "full-width", MARCUS, day),
+        prop(4_587_522, ("page", 98306), "editor", "v2", MARCUS, day),
+        prop(
+            4_587_523,
+            ("page", 98313),
+            "harbor.review",
+            {"owner": KENJI, "nextReview": "2024-09-01", "cadenceDays": 90},
+            KENJI,
+            day,
+            version=3,
+            editor=DANA,
+        ),
+        prop(
+            4_587_524,
+            ("page", 163843),
+            "docs.metadata",
+            {"product": "cli", "audience": ["admins", "developers"]},
+            SOFIA,
+            day,
+        ),
+        prop(4_587_525, ("blogpost", 294913), "editor", "v2", MARCUS, day),
+        prop(
+            4_587_526,
+            ("space", 65538),
+            "team.metadata",
+            {"slack": "#eng", "manager": PRIYA},
+            PRIYA,
+            day,
+        ),
+        prop(
+            4_587_527,
+            ("space", 65540),
+            "oncall.schedule",
+            {"tool": "PagerDuty", "escalationMinutes": 10},
+            PRIYA,
+            day,
+            version=2,
+            editor=DANA,
+        ),
+    ]
+
+
+# -- bulk pages and the whole seed ---------------------------------------------------------------
 
 
 def generated_pages(count: int, space_id: int, parent_id: int) -> Iterator[Page]:
@@ -893,26 +1621,30 @@ def generated_pages(count: int, space_id: int, parent_id: int) -> Iterator[Page]
     for n in range(count):
         author = USERS[n % len(USERS)].account_id
         created = format_time(start + timedelta(minutes=n))
+        title = f"Benchmark page {n + 1:05d}"
+        body = f"<p>Generated page {n + 1} of {count} for pagination benchmarks.</p>"
         yield Page(
             id=EXTRA_PAGE_FIRST_ID + n,
             space_id=space_id,
-            title=f"Benchmark page {n + 1:05d}",
+            title=title,
             status="current",
             parent_id=parent_id,
             position=100_000 + n,
             author_id=author,
             created_at=created,
             body_representation="storage",
-            body_value=f"<p>Generated page {n + 1} of {count} for pagination benchmarks.</p>",
-            versions=(VersionInfo(1, created, "", False, author),),
+            body_value=body,
+            versions=(VersionInfo(1, created, "", False, author, title, "storage", body),),
             owner_id=author,
         )
 
 
 def seed_store(store: Store, extra_pages: int = 0) -> None:
-    """Fill ``store`` with the seed spaces and pages, then ``extra_pages`` bulk ENG pages."""
+    """Fill ``store`` with the seed content, then ``extra_pages`` bulk ENG pages."""
     for user in USERS:
         store.add_user(user)
+    titles: dict[tuple[str, int], str] = {}
+    containers: list[Page] = []
     for space in SPACES:
         store.add_space(
             Space(
@@ -928,7 +1660,20 @@ def seed_store(store: Store, extra_pages: int = 0) -> None:
                 labels=space.labels,
             )
         )
-        store.add_pages(_space_pages(space))
+        pages = _space_pages(space)
+        store.add_pages(pages)
+        containers.extend(pages)
+    posts = _blogposts()
+    store.add_pages(posts)
+    containers.extend(posts)
+    for container in containers:
+        titles[(container.kind, container.id)] = container.title
+        if container.status in ("current", "archived"):
+            store.derive_tasks(container, completed_by=container.version.author_id)
+    store.add_comments(_comments(titles))
+    store.add_attachments(_attachments())
+    store.add_custom_content(_custom_content())
+    store.add_properties(_properties())
     if extra_pages:
         eng = SPACES[0]
         store.add_pages(generated_pages(extra_pages, eng.id, eng.first_page_id))

@@ -26,7 +26,18 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
-from . import v2_pages, v2_spaces
+from . import (
+    v1_content,
+    v1_content_read,
+    v1_search,
+    v2_attachments,
+    v2_blogposts,
+    v2_comments,
+    v2_misc,
+    v2_pages,
+    v2_properties,
+    v2_spaces,
+)
 from .defaults import (
     DEFAULT_ACCESS_TOKEN,
     DEFAULT_API_TOKEN,
@@ -36,9 +47,10 @@ from .defaults import (
     ENV_EMAIL,
 )
 from .exchange import Exchange
+from .identity import Gateway, Identity
 from .routes import Context, RouteMatch, Router
 from .seed import account_id_for, seed_store
-from .store import Store, User
+from .store import CqlRecord, Store, User
 from .wire import JSON_CONTENT_TYPE, ApiError, Query, SimRequest, SimResponse
 
 __all__ = ["MAX_BODY_BYTES", "Simulator", "build_router", "serve"]
@@ -59,6 +71,14 @@ def build_router() -> Router:
     router = Router()
     v2_pages.register(router)
     v2_spaces.register(router)
+    v2_blogposts.register(router)
+    v2_properties.register(router)
+    v2_comments.register(router)
+    v2_attachments.register(router)
+    v2_misc.register(router)
+    v1_content_read.register(router)
+    v1_content.register(router)
+    v1_search.register(router)
     return router
 
 
@@ -86,6 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
+        # client's delayed ACK (~40 ms per request on a kept-alive connection).
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.server.simulator._track(self.connection, add=True)
 
     def finish(self) -> None:
@@ -246,6 +270,10 @@ class Simulator:
         if self.store.user(self.account_id) is None:
             self.store.add_user(User(self.account_id, "Simulator User", email))
         self.router = build_router()
+        # Atlassian's identity side: accessible-resources, /oauth/token, the gateway.
+        self.identity = Identity()
+        if access_token is not None:
+            self.identity.add_static_token(access_token)
         self._log = log
         self._lock = threading.Lock()
         self._exchanges: list[Exchange] = []
@@ -340,6 +368,11 @@ class Simulator:
         with self._lock:
             self._exchanges.clear()
             self._received = 0
+
+    @property
+    def last_cql(self) -> CqlRecord | None:
+        """The last CQL query v1 search received: ``raw`` text, parsed ``ast`` or ``error``."""
+        return self.store.last_cql
 
     # -- fault injection -----------------------------------------------------------------
 
@@ -445,7 +478,12 @@ class Simulator:
         for name, value in headers:
             key = name.lower()
             header_map[key] = f"{header_map[key]}, {value}" if key in header_map else value
-        if not self._authorized(header_map.get("authorization")):
+        front = self.identity.answer(method, path, header_map, body, self.url, self._authorized)
+        if isinstance(front, SimResponse):
+            return front
+        if isinstance(front, Gateway):
+            path = front.path  # routed like the site; scopes are checked below
+        elif not self._authorized(header_map.get("authorization")):
             return SimResponse(
                 401,
                 _UNAUTHORIZED,
@@ -463,6 +501,10 @@ class Simulator:
             return ApiError(
                 405, f"{method} is not allowed on {path}", None, [("Allow", allow)]
             ).to_response(path)
+        if isinstance(front, Gateway):
+            denied = front.check(match.route.name)
+            if denied is not None:
+                return denied
         return self._call(match, route_method, path, query, header_map, body)
 
     def _call(

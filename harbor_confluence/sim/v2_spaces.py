@@ -1,4 +1,8 @@
-"""Confluence Cloud v2 space routes: GET /spaces and GET /spaces/{id} (SpaceBulk / SpaceSingle)."""
+"""Confluence Cloud v2 space routes: GET /spaces, /spaces/{id} (SpaceBulk / SpaceSingle), and a
+space's pages, blog posts and labels. Space properties live in ``v2_properties``.
+
+A space's labels are its categories, which Confluence keeps under the ``team`` prefix.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
+from .common import label_json
 from .paging import SortKey, paginate
 from .routes import Context, Router
 from .store import Space
+from .v2_pages import label_listing, list_containers
+from .v2_properties import space_property_json
 from .wire import SimRequest, SimResponse, not_found, parse_id
 
 __all__ = ["register", "space_json"]
@@ -142,12 +149,11 @@ def get_space(req: SimRequest, ctx: Context) -> SimResponse:
     )
     base = f"{API}/spaces/{space.id}"
     if include["include-labels"]:
-        labels = [
-            {"id": ctx.store.label_id(n), "name": n, "prefix": "global"} for n in space.labels
-        ]
+        labels = [label_json(ctx, f"team:{n}") for n in space.labels]
         data["labels"] = _optional_field(labels, f"{base}/labels")
     if include["include-properties"]:
-        data["properties"] = _optional_field([], f"{base}/properties")
+        props = [space_property_json(p) for p in ctx.store.properties("space", space.id)]
+        data["properties"] = _optional_field(props, f"{base}/properties")
     if include["include-operations"]:
         ops = [
             {"operation": "read", "targetType": "space"},
@@ -161,6 +167,40 @@ def get_space(req: SimRequest, ctx: Context) -> SimResponse:
     return SimResponse.json(data)
 
 
+def _space_id(req: SimRequest, ctx: Context) -> int:
+    space_id = parse_id("id", req.params["id"])
+    if ctx.store.space(space_id) is None:
+        raise not_found(detail=f"No space with id {space_id}")
+    return space_id
+
+
+def space_pages(req: SimRequest, ctx: Context) -> SimResponse:
+    """GET /spaces/{id}/pages: ``depth=root`` keeps the pages without a parent."""
+    space_id = _space_id(req, ctx)
+    depth = req.query.enum("depth", ("all", "root")) or "all"
+    return list_containers(
+        req, ctx, "page", path=req.path, space_id=space_id, depth_root=depth == "root"
+    )
+
+
+def space_blogposts(req: SimRequest, ctx: Context) -> SimResponse:
+    """GET /spaces/{id}/blogposts."""
+    return list_containers(req, ctx, "blogpost", path=req.path, space_id=_space_id(req, ctx))
+
+
+def space_labels(req: SimRequest, ctx: Context) -> SimResponse:
+    """GET /spaces/{id}/labels: the document allows only the ``my`` and ``team`` prefixes."""
+    space_id = _space_id(req, ctx)
+    prefix = req.query.enum("prefix", ("my", "team"))
+    space = ctx.store.space(space_id)
+    labels = [f"team:{n}" for n in space.labels] if space else []
+    return label_listing(req, ctx, labels, prefix)
+
+
 def register(router: Router) -> None:
+    one = rf"{API}/spaces/(?P<id>[^/]+)"
     router.add("GET", rf"{API}/spaces", "getSpaces", list_spaces)
-    router.add("GET", rf"{API}/spaces/(?P<id>[^/]+)", "getSpaceById", get_space)
+    router.add("GET", one, "getSpaceById", get_space)
+    router.add("GET", rf"{one}/pages", "getPagesInSpace", space_pages)
+    router.add("GET", rf"{one}/blogposts", "getBlogPostsInSpace", space_blogposts)
+    router.add("GET", rf"{one}/labels", "getSpaceLabels", space_labels)

@@ -1,0 +1,1 @@
+"""One module per scenario: ``NUMBER``, ``TITLE`` and ``run(ctx) -> list[Row]``."""

@@ -1,0 +1,96 @@
+"""``tools``: print tool definitions for agent frameworks, or their sizes (``--stats``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ._common import EXIT_OK, add_command, emit, load_port
+
+if TYPE_CHECKING:
+    from harbor_confluence.executor import Port
+    from harbor_confluence.tools import Toolkit
+
+FORMATS = ("mcp", "openai", "anthropic")
+SHAPES = ("per-action", "compact")
+
+
+def add_filter_args(p: argparse.ArgumentParser) -> None:
+    """The selection flags ``tools`` and ``mcp`` share."""
+    p.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="per-action",
+        help="one tool per action, or the compact list_actions/call_action pair",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="SEL",
+        help="action name or glob, toolset:NAME or kind:read|write (repeatable)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="SEL",
+        help="same selectors; removed from whatever was included (repeatable)",
+    )
+    p.add_argument(
+        "--toolset",
+        action="append",
+        dest="toolsets",
+        metavar="NAME",
+        help="include a whole toolset (repeatable)",
+    )
+    p.add_argument("--kind", choices=("read", "write"), help="only reads or only writes")
+
+
+def filters(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "include": args.include,
+        "exclude": args.exclude,
+        "toolsets": args.toolsets,
+        "kind": args.kind,
+    }
+
+
+def toolkit_from_args(args: argparse.Namespace, port: Port) -> Toolkit:
+    from harbor_confluence.tools import Toolkit
+
+    return Toolkit(port, shape=args.shape, requester=getattr(args, "requester", None),
+                   **filters(args))  # fmt: skip
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    port = load_port(args)
+    if args.stats:
+        from harbor_confluence.tools import tool_sizes
+
+        sizes = tool_sizes(port, args.format, **filters(args))
+        lines = [
+            f"{args.format} tool definitions for {port.manifest.port.name}: "
+            f"{sizes['actions_offered']} of {sizes['actions_total']} actions offered",
+            *(
+                f"  {shape:<10} {sizes[shape]['tools']:>3} tools  {sizes[shape]['bytes']:>7,} bytes"
+                for shape in SHAPES
+            ),
+            "  (bytes: the tool list as compact UTF-8 JSON)",
+        ]
+        emit(args, sizes, "\n".join(lines))
+        return EXIT_OK
+    definitions = toolkit_from_args(args, port).definitions(args.format)
+    sys.stdout.write(json.dumps(definitions, indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = add_command(
+        sub, common, "tools", cmd_tools,
+        "tool definitions for agent frameworks (the actions the policy does not deny)",
+    )  # fmt: skip
+    p.add_argument("--format", choices=FORMATS, default="mcp")
+    add_filter_args(p)
+    p.add_argument("--stats", action="store_true",
+                   help="print the count and size of both shapes instead")  # fmt: skip

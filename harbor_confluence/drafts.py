@@ -1,0 +1,391 @@
+"""Drafts: actions proposed for the live port, checked, tried, and published by someone else.
+
+Agents may propose fixed or tightly bounded routes; they never publish them.  A draft is
+a file under ``port/drafts/`` and is never part of the live manifest, so it cannot be
+called as an action.  The lifecycle:
+
+    propose -> validate -> (test) -> request-publish -> publish (by a different identity)
+
+``validate`` runs the manifest loader's checks on the live port with the draft added, then
+``speccheck.check_action`` against Atlassian's OpenAPI document.  ``publish`` re-validates,
+adds the action to the live port with a minor version bump, and records it in the audit log.
+
+Identities are asserted (``--as``, ``$HARBOR_OPERATOR``, the OS user), not authenticated:
+the distinct-identity rule stops accidental self-publishing and makes any other claim an
+explicit, audited statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from .catalog import (
+    bump_minor,
+    install,
+    installed_manifest,
+    installed_paths,
+    manifest_data,
+    plan_policy,
+    port_lock,
+    record_audit,
+)
+from .config import atomic_write
+from .documents import find_credentials, load_document
+from .errors import EXIT_DENIED, EXIT_INVALID, HarborError, ManifestError
+from .manifest import Action, Manifest, Name, _describe, load_manifest, manifest_from_data
+from .policy import Policy, Rule, load_policy
+from .speccheck import api_version_for, check_action, load_openapi
+
+__all__ = [
+    "Draft",
+    "DraftDenied",
+    "DraftError",
+    "get_draft",
+    "list_drafts",
+    "propose",
+    "publish",
+    "request_publish",
+    "try_draft",
+    "validate",
+]
+
+DraftStatus = Literal["proposed", "publish_requested", "published"]
+_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")  # manifest.Name, checked before any path
+
+
+class DraftError(HarborError):
+    """A draft operation was refused; nothing changed."""
+
+    code = "draft"
+    exit_code = EXIT_INVALID
+
+
+class DraftDenied(DraftError):
+    """The lifecycle forbids this step for this identity (self-publish)."""
+
+    code = "draft_denied"
+    exit_code = EXIT_DENIED
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class Validation(_Model):
+    ok: bool
+    problems: list[str]
+    digest: str
+    at: str
+
+
+class Stamp(_Model):
+    by: str
+    at: str
+    digest: str
+    version: str | None = None
+
+
+class Draft(_Model):
+    """One proposed action and where it is in the lifecycle."""
+
+    name: Name
+    action: Action
+    status: DraftStatus = "proposed"
+    proposer: str
+    proposed_at: str
+    source: str | None = None
+    validation: Validation | None = None
+    publish_request: Stamp | None = None
+    published: Stamp | None = None
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the action: requests and validations are bound to this exact text."""
+        data = self.action.model_dump(mode="json", by_alias=True)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        out["digest"] = self.digest
+        return out
+
+
+# -- storage ------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _draft_path(home: Path, name: str) -> Path:
+    if not _NAME.fullmatch(name):
+        raise DraftError(
+            f"{name!r} is not a draft name (lower-case words joined by '-', e.g. get-space)"
+        )
+    return installed_paths(home).drafts / f"{name}.json"
+
+
+def _save(home: Path, draft: Draft) -> None:
+    text = json.dumps(draft.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+    atomic_write(_draft_path(home, draft.name), text.encode() + b"\n")
+
+
+def get_draft(name: str, home: Path) -> Draft:
+    path = _draft_path(home, name)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        known = ", ".join(d.name for d in list_drafts(home)) or "none"
+        raise DraftError(f"no draft {name!r}; drafts: {known}") from None
+    try:
+        return Draft.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ManifestError(str(path), _describe(exc, {})) from None
+
+
+def list_drafts(home: Path) -> list[Draft]:
+    folder = installed_paths(home).drafts
+    if not folder.is_dir():
+        return []
+    return [get_draft(p.stem, home) for p in sorted(folder.glob("*.json"))]
+
+
+def _live(home: Path) -> Manifest:
+    from .executor import live_port_paths
+
+    return load_manifest(live_port_paths(home)[0])
+
+
+# -- propose ------------------------------------------------------------------------------
+
+
+def propose(path: str | Path, home: Path, proposer: str, *, replace: bool = False) -> Draft:
+    """Store an action definition (YAML/JSON) as a draft, checked as the manifest loader
+    checks an action; spec checks come with ``validate``."""
+    source = str(path)
+    data = load_document(path)
+    creds = list(find_credentials(data))
+    if creds:
+        raise ManifestError(source, [f"credential refused at {c}" for c in creds])
+    if not isinstance(data, dict):
+        raise ManifestError(source, ["a draft is one action definition (a mapping)"])
+    try:
+        action = Action.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(source, _describe(exc, data)) from None
+    if action.transform is not None:
+        raise ManifestError(
+            source,
+            [
+                "field transform: drafts cannot use code-defined transforms; their input is "
+                "not what is sent, so it cannot be checked against Atlassian's document"
+            ],
+        )
+    if action.name in _live(home).by_name:
+        raise DraftError(f"{action.name!r} is already a live action; propose a new name")
+    target = _draft_path(home, action.name)
+    if target.exists():
+        existing = get_draft(action.name, home)
+        if not replace:
+            raise DraftError(
+                f"a draft {action.name!r} already exists (proposed by {existing.proposer}, "
+                f"{existing.status}); pass --replace to replace it"
+            )
+        if existing.proposer != proposer:
+            raise DraftDenied(
+                f"draft {action.name!r} was proposed by {existing.proposer}; only they "
+                "can replace it"
+            )
+    draft = Draft(
+        name=action.name,
+        action=action,
+        proposer=proposer,
+        proposed_at=_now(),
+        source=source,
+    )
+    _save(home, draft)
+    record_audit(
+        home, "draft-proposed", draft=draft.name, proposer=proposer, digest=draft.digest,
+        method=action.method, route=action.route,
+    )  # fmt: skip
+    return draft
+
+
+# -- validate -----------------------------------------------------------------------------
+
+
+def _problems(draft: Draft, home: Path) -> list[str]:
+    """The manifest loader's checks on live+draft, then the OpenAPI and deny-list checks."""
+    live = _live(home)
+    problems: list[str] = []
+    if draft.name in live.by_name:
+        problems.append(f"{draft.name!r} is already a live action")
+    else:
+        candidate = manifest_data(live)
+        candidate["actions"].append(draft.action.model_dump(mode="json", by_alias=True))
+        try:
+            manifest_from_data(candidate, f"live port + draft {draft.name}")
+        except ManifestError as exc:
+            problems.extend(exc.problems)
+    route = draft.action.route
+    v2 = load_openapi("v2")
+    v1 = load_openapi("v1") if api_version_for(route) == "v1" else None
+    problems.extend(check_action(draft.action, v2, v1))
+    return problems
+
+
+def validate(name: str, home: Path) -> Draft:
+    """Check a draft and record the result (``validation.ok`` and its problems)."""
+    draft = get_draft(name, home)
+    problems = _problems(draft, home)
+    draft.validation = Validation(ok=not problems, problems=problems, digest=draft.digest,
+                                  at=_now())  # fmt: skip
+    _save(home, draft)
+    return draft
+
+
+# -- test ---------------------------------------------------------------------------------
+
+
+def try_draft(
+    name: str, home: Path, data: Any, *, send: bool = False, requester: str = "drafts-test"
+) -> dict[str, Any]:
+    """The exact request a draft would send (method, URL, body, fingerprint), and what the
+    live policy would decide if it were published.  ``send`` runs a *read* draft that
+    passes validation against the configured tenant; writes are only ever shown."""
+    from .executor import Port, live_port_paths
+
+    draft = get_draft(name, home)
+    manifest_path, policy_path = live_port_paths(home)
+    live = load_manifest(manifest_path)
+    sandbox = Manifest(
+        manifest_version=live.manifest_version,
+        port=live.port,
+        actions=[a for a in live.actions if a.name != name] + [draft.action],
+    )
+    with Port(sandbox, load_policy(policy_path), home=home, requester=requester) as port:
+        prepared, decision = port.prepare(name, data)
+    out: dict[str, Any] = {
+        "draft": name,
+        "sent": False,
+        "request": prepared.to_dict(),
+        "if_published": {"decision": decision.outcome, "rule": decision.rule},
+    }
+    if not send:
+        return out
+    if not draft.action.is_read:
+        raise DraftError(
+            f"drafts test --send only sends reads; {draft.action.method} {draft.action.route} "
+            "is a write: publish it to run it under the live policy"
+        )
+    problems = _problems(draft, home)
+    if problems:
+        raise DraftError(
+            f"draft {name!r} does not pass validation, so it is not sent:\n  "
+            + "\n  ".join(problems)
+        )
+    only_this = Policy(rules=[Rule(name="draft-test-read", actions=[name], kind="read",
+                                   decision="auto")])  # fmt: skip
+    with Port(sandbox, only_this, home=home, requester=requester) as port:
+        result = port.call(name, data, requester=requester)
+    out["sent"] = True
+    out["result"] = result.to_dict()
+    return out
+
+
+# -- request and publish ------------------------------------------------------------------
+
+
+def request_publish(name: str, home: Path, requester: str) -> Draft:
+    """Ask an operator to publish; needs a passing validation of the draft as it is now."""
+    draft = get_draft(name, home)
+    if draft.status == "published":
+        raise DraftError(f"draft {name!r} is already published")
+    check = draft.validation
+    if check is None or check.digest != draft.digest:
+        raise DraftError(f"draft {name!r} has not been validated as it is now; run: "
+                         f"harbor-confluence drafts validate {name}")  # fmt: skip
+    if not check.ok:
+        raise DraftError(
+            f"draft {name!r} failed validation; fix it first:\n  " + "\n  ".join(check.problems)
+        )
+    draft.status = "publish_requested"
+    draft.publish_request = Stamp(by=requester, at=_now(), digest=draft.digest)
+    _save(home, draft)
+    record_audit(home, "draft-publish-requested", draft=name, by=requester, digest=draft.digest)
+    return draft
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def publish(name: str, home: Path, operator: str) -> dict[str, Any]:
+    """Add a requested, validated draft to the live port (minor version bump), by an
+    operator who is neither its proposer nor the one who asked for publication."""
+    with port_lock(home):
+        draft = get_draft(name, home)
+        if draft.status == "published":
+            version = draft.published.version if draft.published else "?"
+            raise DraftError(f"draft {name!r} is already published (in {version})")
+        request = draft.publish_request
+        if draft.status != "publish_requested" or request is None:
+            raise DraftError(f"draft {name!r} has no publish request; first run: "
+                             f"harbor-confluence drafts request-publish {name}")  # fmt: skip
+        for role, who in (("proposed", draft.proposer), ("requested publication of", request.by)):
+            if _same(operator, who):
+                raise DraftDenied(
+                    f"self-publish refused: {operator} {role} draft {name!r}; a different "
+                    "operator must publish it (drafts publish NAME --as OPERATOR)"
+                )
+        if request.digest != draft.digest:
+            raise DraftError(
+                f"draft {name!r} changed after publication was requested; validate and "
+                "request publication again"
+            )
+        problems = _problems(draft, home)
+        if problems:
+            raise DraftError(
+                f"draft {name!r} no longer passes validation:\n  " + "\n  ".join(problems)
+            )
+        paths = installed_paths(home)
+        current = installed_manifest(paths)
+        base = current if current is not None else _live(home)
+        new = manifest_from_data(
+            {
+                **manifest_data(base),
+                "manifestVersion": bump_minor(base.manifest_version),
+                "actions": [
+                    *manifest_data(base)["actions"],
+                    draft.action.model_dump(mode="json", by_alias=True),
+                ],
+            },
+            f"live port + draft {name}",
+        )
+        policy = plan_policy(new, paths)
+        install(new, policy, paths)
+        draft.status = "published"
+        draft.published = Stamp(by=operator, at=_now(), digest=draft.digest,
+                                version=new.manifest_version)  # fmt: skip
+        _save(home, draft)
+    summary = {
+        "draft": name,
+        "published_by": operator,
+        "proposer": draft.proposer,
+        "port": new.port.name,
+        "from": base.manifest_version,
+        "to": new.manifest_version,
+        "bootstrapped_from_packaged": current is None,
+        **policy.to_dict(),
+    }
+    record_audit(home, "draft-published", digest=draft.digest, **summary)
+    return summary
