@@ -152,6 +152,14 @@ def calibrate(fn: Callable[[int], None], budget: float, lo: int, hi: int) -> int
     return max(lo, min(hi, int(budget / per_call)))
 
 
+def straddles(stats: Stats, limit: float) -> str:
+    """A note when the p10-p90 spread lies on both sides of a target: a verdict that the
+    next run could flip, and should be read as such."""
+    if stats.p10 < limit < stats.p90:
+        return f"; within noise: p10-p90 {stats.p10:.3g}-{stats.p90:.3g} straddles the target"
+    return ""
+
+
 def interleaved(
     variants: dict[str, Callable[[int], None]],
     *,

@@ -117,7 +117,7 @@ def summary_block(data: dict[str, Any], *, compact: bool = False) -> str:
         ]
     lines.append(table(data, compact=compact))
     missed = misses(data)
-    if missed:
+    if missed and not compact:
         lines += ["", "Missed targets and the profiles that explain them:", ""]
         for row in missed:
             where = f" (`{row['profile']}`)" if row.get("profile") else ""

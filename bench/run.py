@@ -84,7 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output directory")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="rewrite latest.md (and with --update-readme the README) from latest.json; "
+        "run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        saved = report.load(args.results)
+        if saved is None:
+            raise SystemExit(f"no results in {args.results}; run the benchmark first")
+        report.write(saved, args.results)
+        if args.update_readme and not report.update_readme(saved):
+            print(f"README.md has no {report.START} ... {report.END} markers", file=sys.stderr)
+            return 1
+        return 0
 
     if args.list:
         for n, module in sorted(known.items()):

@@ -115,6 +115,9 @@ class AuditLog:
         with AuditLog._guard:
             self._lock = AuditLog._thread_locks.setdefault(key, threading.Lock())
         self._dir_ready = False
+        # (inode, size) of the log when we last saw its end, and the record there: while
+        # nobody else has appended, the next append need not read the tail back.
+        self._tail: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     @classmethod
     def for_home(cls, home: Path) -> AuditLog:
@@ -168,6 +171,8 @@ class AuditLog:
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:])
+            after = os.fstat(fd)
+            self._tail = ((after.st_ino, after.st_size), record)
             if durable:
                 os.fsync(fd)
                 self._write_head(record["seq"], record["hash"])
@@ -175,18 +180,23 @@ class AuditLog:
 
     def _last_record(self, fd: int) -> dict[str, Any] | None:
         """The last complete record; a torn (never acknowledged) tail is cut off first."""
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        size = st.st_size
         if size == 0:
             return None
+        if self._tail is not None and self._tail[0] == (st.st_ino, size):
+            return self._tail[1]
         tail = b""
         pos = size
+        chunk = 4096
         # Read backwards until the tail holds the whole last line (and the newline before it).
         while pos > 0:
-            step = min(64 * 1024, pos)
+            step = min(chunk, pos)
             pos -= step
             tail = os.pread(fd, step, pos) + tail
             if tail.count(b"\n") >= 2 or (pos == 0 and b"\n" in tail):
                 break
+            chunk = min(chunk * 2, 1024 * 1024)
         if not tail.endswith(b"\n"):
             # A crash during an earlier append left a partial line: it was never fsynced
             # or acknowledged, so it is not a record.  Cut it off.
@@ -209,6 +219,7 @@ class AuditLog:
                 f"the last record of {self.path} is unreadable; nothing more can be chained "
                 "to it. Run: harbor-confluence audit verify"
             )
+        self._tail = ((st.st_ino, size), record)
         return record
 
     def _write_head(self, seq: int, digest: str) -> None:

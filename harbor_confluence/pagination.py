@@ -8,6 +8,7 @@ know whether it saw everything.
 
 from __future__ import annotations
 
+import collections
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,11 +121,12 @@ class Pagination(Iterator[Any]):
         self._input: dict[str, Any] = copy.deepcopy(data) if isinstance(data, dict) else {}
         self._max_items = max_items
         self._max_requests = max_requests
-        self._buffer: list[Any] = []
+        self._buffer: collections.deque[Any] = collections.deque()
         self._done = False
-        self._seen: set[str] = set()
+        self._last_cursor: str | None = None  # a repeated cursor ends the walk
         self.report = PageReport(action.name)
-        self.results: list[Result] = []
+        # Only the last page's result is kept: memory must not grow with the walk.
+        self.last_result: Result | None = None
 
     def __iter__(self) -> Pagination:
         return self
@@ -135,7 +137,7 @@ class Pagination(Iterator[Any]):
                 raise StopIteration
             self._fetch()
         self.report.items += 1
-        item = self._buffer.pop(0)
+        item = self._buffer.popleft()
         if self.report.items >= self._max_items and (self._buffer or not self._done):
             self.report.stopped_at = "max_items"
             self.report.complete = False
@@ -157,7 +159,7 @@ class Pagination(Iterator[Any]):
         query = self._input.setdefault("query", {})
         result = self._call(self.report.action, self._input)
         self.report.requests += 1
-        self.results.append(result)
+        self.last_result = result
         self.report.status = result.status
         if not result.ok:
             self._done = True
@@ -171,8 +173,8 @@ class Pagination(Iterator[Any]):
         self.report.next_cursor = self.report.next_start = None
         if self._mode == "cursor":
             cursor = result.next_cursor
-            if cursor and cursor not in self._seen:
-                self._seen.add(cursor)
+            if cursor and cursor != self._last_cursor:  # longer cycles hit max_requests
+                self._last_cursor = cursor
                 query["cursor"] = cursor
                 self.report.next_cursor = cursor
                 return

@@ -28,6 +28,7 @@ from bench.common import (
     make_port,
     make_unaudited_port,
     paired_differences,
+    straddles,
 )
 from bench.profiling import profile_sync
 from bench.simproc import SimProcess
@@ -139,7 +140,8 @@ def run(ctx: Context) -> list[Row]:
                 f"({fmt_time(TARGET_ADDED - added.median)} under)"
                 if met
                 else f"missed by {fmt_time(added.median - TARGET_ADDED)}"
-            ),
+            )
+            + straddles(added, TARGET_ADDED),
             profile=profile,
             details={"stats": added.to_dict(), "phases": phases},
         ),

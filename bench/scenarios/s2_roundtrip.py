@@ -46,6 +46,7 @@ from bench.common import (
     paired_ratios,
     skipped,
     state_home,
+    straddles,
 )
 from bench.mcpclient import ServerSpec, Session, harbor_mcp_spec, mcp_atlassian_spec, open_session
 from bench.profiling import profile_sync
@@ -277,7 +278,8 @@ def _rows(
                 f"met, {headroom(ratio.median - 1, TARGET_RATIO - 1)} of the 10% allowance"
                 if met
                 else f"missed by {ratio.median - TARGET_RATIO:.3f}"
-            ),
+            )
+            + straddles(ratio, TARGET_RATIO),
             profile=profile,
             details={"stats": ratio.to_dict()},
         )
@@ -314,7 +316,8 @@ def _rows(
             rows.append(skipped(NUMBER, f"s2.{op}.vs.{peer}", f"{op}: runner vs {peer}", reason))
             continue
         peer_st = stats[peer]
-        share = runner.median / peer_st.median
+        paired = Stats.of(paired_ratios(samples["runner"], samples[peer]))
+        share = paired.median
         faster = share < 1
         rows.append(
             Row(
@@ -324,14 +327,17 @@ def _rows(
                 status="met" if faster else "missed",
                 value=share,
                 unit="x",
+                spread=(paired.p10, paired.p90),
                 comparison=f"{fmt_time(runner.median)} vs {fmt_time(peer_st.median)}",
                 ratio=share,
                 target="< 1 (runner faster)",
                 verdict=(
-                    f"met, {peer_st.median / runner.median:.1f}x faster ({1 - share:.0%} less time)"
+                    f"met, {1 / share:.1f}x faster ({1 - share:.0%} less time)"
                     if faster
                     else f"missed: the runner takes {share:.2f}x {peer}'s time"
-                ),
+                )
+                + straddles(paired, 1.0),
+                details={"stats": paired.to_dict()},
                 profile=None if faster else profile,
             )
         )

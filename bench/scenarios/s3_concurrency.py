@@ -27,6 +27,7 @@ from bench.common import (
     make_port,
     make_unaudited_port,
     paired_ratios,
+    straddles,
 )
 from bench.profiling import profile_async
 from bench.simproc import SimProcess
@@ -159,7 +160,8 @@ def run(ctx: Context) -> list[Row]:
                 f"met, {headroom(ratio.median, TARGET_RATIO, lower_is_better=False)}"
                 if met
                 else f"missed by {TARGET_RATIO - ratio.median:.3f}"
-            ),
+            )
+            + straddles(ratio, TARGET_RATIO),
             profile=profile,
             details={"stats": ratio.to_dict()},
         ),
