@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 from .documents import find_credentials
 from .errors import HarborError
+from .request import canonical_json
 
 __all__ = ["GENESIS", "AuditError", "AuditLog", "VerifyResult", "redact"]
 
@@ -87,14 +88,10 @@ def redact(value: Any) -> Any:
     return value
 
 
-def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def record_hash(record: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of the record without its own ``hash``."""
     body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(_canonical(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def _now_iso() -> str:

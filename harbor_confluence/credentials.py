@@ -27,11 +27,11 @@ import time
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 
 from .errors import ConfigError
+from .request import origin_of
 from .secretstore import SecretRecord
 
 __all__ = ["Credential", "ReconnectRequired", "credential_from_env", "origin_of"]
@@ -46,11 +46,6 @@ class ReconnectRequired(ConfigError):
     """The stored OAuth grant no longer works: the operator has to connect again."""
 
     code = "reconnect"
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _request_origin(request: httpx.Request) -> str:

@@ -9,7 +9,6 @@ language reuses a dependency instead of inventing one.  Nothing matches: deny.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from .documents import find_credentials, load_document
 from .errors import ManifestError
+from .request import canonical_json
 
 if TYPE_CHECKING:
     from .manifest import Action
@@ -116,7 +116,10 @@ class Policy(_Model):
             if rule.unless is not None and self._matches(rule.unless, data):
                 continue
             if rule.body_bytes_over is not None:
-                size = len(body) if body is not None else len(_canonical(data.get("body")))
+                if body is None:
+                    raw = data.get("body")
+                    body = b"" if raw is None else canonical_json(raw)
+                size = len(body)
                 if size <= rule.body_bytes_over:
                     continue
             return _decision(rule)
@@ -144,12 +147,6 @@ def _decision(rule: Rule) -> Decision:
         rule.approvers,
         rule.forbid_self_approval,
     )
-
-
-def _canonical(value: Any) -> bytes:
-    if value is None:
-        return b""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def policy_from_data(data: Any, source: str) -> Policy:

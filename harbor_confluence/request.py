@@ -21,7 +21,13 @@ from .errors import ConfigError, InputError, Violation
 from .manifest import PLACEHOLDER_BASE_URL, Action
 from .multipart import Part, encode_form, file_from_input
 
-__all__ = ["PreparedRequest", "RequestBuilder", "Target", "canonical_json"]
+__all__ = ["PreparedRequest", "RequestBuilder", "Target", "canonical_json", "origin_of"]
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]``, host lower-cased: what "the same origin" compares."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -61,12 +67,10 @@ class Target:
             prefix = prefix[: -len("/wiki")]  # routes already start with /wiki/
         if any(seg in (".", "..") for seg in prefix.split("/")):
             raise ConfigError("base URL path may not contain dot segments")
-        origin = f"{parts.scheme}://{parts.netloc.lower()}"
-        return cls(base_url=base_url, origin=origin, prefix=prefix)
+        return cls(base_url=base_url, origin=origin_of(base_url), prefix=prefix)
 
     def owns(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc.lower()}" == self.origin
+        return origin_of(url) == self.origin
 
 
 def _is_loopback(host: str) -> bool:
