@@ -88,6 +88,21 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _parse_record(raw: bytes) -> dict[str, Any] | None:
+    """One log line as a record, or None when it is not one (no int seq, no str hash)."""
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("seq"), int)
+        or not isinstance(record.get("hash"), str)
+    ):
+        return None
+    return record
+
+
 def record_hash(record: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of the record without its own ``hash``."""
     body = {k: v for k, v in record.items() if k != "hash"}
@@ -202,16 +217,8 @@ class AuditLog:
             os.ftruncate(fd, keep)
             return self._last_record(fd)
         lines = tail[:-1].rsplit(b"\n", 1)
-        raw = lines[-1]
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = None
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("seq"), int)
-            or not isinstance(record.get("hash"), str)
-        ):
+        record = _parse_record(lines[-1])
+        if record is None:
             raise AuditError(
                 f"the last record of {self.path} is unreadable; nothing more can be chained "
                 "to it. Run: harbor-confluence audit verify"
@@ -280,15 +287,8 @@ class AuditLog:
         prev = GENESIS
         hashes: list[str] = []
         for index, raw in enumerate(lines):
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                record = None
-            if (
-                not isinstance(record, dict)
-                or not isinstance(record.get("seq"), int)
-                or not isinstance(record.get("hash"), str)
-            ):
+            record = _parse_record(raw)
+            if record is None:
                 return VerifyResult(
                     False, index, index, None, f"line {index + 1} is not an audit record"
                 )
