@@ -407,30 +407,25 @@ class Store:
                     self._label(*label_parts(text))
             self._next_id = max(self._next_id, top + 1)
 
-    def add_comments(self, comments: Iterable[Comment]) -> None:
-        with self.lock:
-            self._revision += 1
-            for comment in comments:
-                self._comments[comment.id] = comment
-                self._next_id = max(self._next_id, comment.id + 1)
-
-    def add_attachments(self, attachments: Iterable[Attachment]) -> None:
-        with self.lock:
-            self._revision += 1
-            for attachment in attachments:
-                self._attachments[attachment.id] = attachment
-                self._next_id = max(self._next_id, attachment.id + 1)
-                for text in attachment.labels:
-                    self._label(*label_parts(text))
-
-    def add_custom_content(self, items: Iterable[CustomContent]) -> None:
+    def _seed(self, table: dict[int, Any], items: Iterable[Any], *, labelled: bool) -> None:
+        """Insert seed items that share the content id sequence (and, maybe, labels)."""
         with self.lock:
             self._revision += 1
             for item in items:
-                self._custom[item.id] = item
+                table[item.id] = item
                 self._next_id = max(self._next_id, item.id + 1)
-                for text in item.labels:
-                    self._label(*label_parts(text))
+                if labelled:
+                    for text in item.labels:
+                        self._label(*label_parts(text))
+
+    def add_comments(self, comments: Iterable[Comment]) -> None:
+        self._seed(self._comments, comments, labelled=False)
+
+    def add_attachments(self, attachments: Iterable[Attachment]) -> None:
+        self._seed(self._attachments, attachments, labelled=True)
+
+    def add_custom_content(self, items: Iterable[CustomContent]) -> None:
+        self._seed(self._custom, items, labelled=True)
 
     def add_properties(self, properties: Iterable[Property]) -> None:
         with self.lock:
