@@ -1,19 +1,30 @@
 """The audit log: every decision, one JSON record per line, each chained to the one before.
 
-Why a hash chain: each record carries the SHA-256 of the previous record, and its own
-hash covers its content and that link.  Editing a record breaks its own hash; removing or
-reordering records breaks the link (and the sequence numbers), so :meth:`AuditLog.verify`
-names the first record that no longer fits.  A small head file remembers the last record
-written, so cutting records off the end shows too.
+Why a keyed chain: each record carries the hash of the previous record, and its own
+``hash`` is an HMAC-SHA256 (made with the state directory's integrity key, see
+``integrity.py``) over its content and that link.  Editing a record breaks its MAC;
+removing or reordering records breaks the link (and the sequence numbers); and a record
+appended by someone without the key (a plain SHA-256, as the log used to carry) is not a
+valid MAC, so :meth:`AuditLog.verify` names it as forged.
+
+Why an anchor: a small file (``audit.head``) remembers the last record written, with a MAC
+over its sequence number and hash.  It moves on every append, reads included, so cutting
+records off the end shows (the anchor names a record the log no longer has), and it cannot
+be rewritten to match a shortened log without the key.  An append that finds the anchor
+missing, rewritten or ahead of the log first writes an ``audit-gap`` record, so a later
+append cannot paper over what was cut.  What the anchor cannot show is the log and the
+anchor both put back to an earlier copy: that needs a store the writer cannot rewind.
 
 Appends are serialised across threads and processes with ``flock`` and made durable with
-``fsync`` before :meth:`AuditLog.append` returns.  Values that look like a credential are
-replaced with ``[redacted]`` before they are written: no record holds a credential.
+``fsync`` before :meth:`AuditLog.append` returns (``durable=False`` skips the fsync, not
+the anchor).  Values that look like a credential are replaced with ``[redacted]`` before
+they are written: no record holds a credential, and no record holds the key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -27,16 +38,22 @@ from typing import Any, ClassVar
 
 from .documents import find_credentials
 from .errors import HarborError
+from .integrity import IntegrityKey
 from .request import canonical_json
 
-__all__ = ["GENESIS", "AuditError", "AuditLog", "VerifyResult", "redact"]
+__all__ = ["GAP_EVENT", "GENESIS", "AuditError", "AuditLog", "VerifyResult", "redact"]
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.jsonl"
-HEAD_NAME = "audit.head"
+HEAD_NAME = "audit.head"  # the anchor
+GAP_EVENT = "audit-gap"
 REDACTED = "[redacted]"
 _RESERVED = frozenset({"seq", "ts", "event", "prev", "hash"})
-_HEAD_BYTES = 160  # fixed size, rewritten in place
+_ANCHOR_BYTES = 256  # fixed size, rewritten in place
+_ANCHOR_VERSION = 2
+_RECORD_MAC = "audit-record"
+_ANCHOR_MAC = "audit-anchor"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class AuditError(HarborError):
@@ -103,10 +120,22 @@ def _parse_record(raw: bytes) -> dict[str, Any] | None:
     return record
 
 
-def record_hash(record: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of the record without its own ``hash``."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+def _body(record: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in record.items() if k != "hash"})
+
+
+def record_hash(record: dict[str, Any], key: IntegrityKey) -> str:
+    """The record's MAC: HMAC-SHA256 over the canonical JSON of the record without ``hash``."""
+    return key.mac(_RECORD_MAC, _body(record))
+
+
+def _unkeyed_hash(record: dict[str, Any]) -> str:
+    """What someone without the key would put in ``hash`` (and what the log once held)."""
+    return hashlib.sha256(_body(record)).hexdigest()
+
+
+def _anchor_data(seq: int, digest: str) -> bytes:
+    return f"{seq}\n{digest}".encode()
 
 
 def _now_iso() -> str:
@@ -115,26 +144,38 @@ def _now_iso() -> str:
 
 
 class AuditLog:
-    """Append-only, hash-chained JSONL file (``audit.jsonl`` in the state directory)."""
+    """Append-only, MAC-chained JSONL file (``audit.jsonl`` in the state directory).
+
+    ``key`` defaults to the integrity key of the log's directory (the state directory),
+    loaded, or created, on first use.
+    """
 
     _thread_locks: ClassVar[dict[str, threading.Lock]] = {}
     _guard: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, key: IntegrityKey | None = None) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_name(HEAD_NAME)
-        key = str(self.path.resolve())
+        lock_key = str(self.path.resolve())
         with AuditLog._guard:
-            self._lock = AuditLog._thread_locks.setdefault(key, threading.Lock())
+            self._lock = AuditLog._thread_locks.setdefault(lock_key, threading.Lock())
+        self._key = key
         self._dir_ready = False
         # (inode, size) of the log when we last saw its end, and the record there: while
-        # nobody else has appended, the next append need not read the tail back.
+        # nobody else has appended, the next append need not read the tail (nor the anchor).
         self._tail: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     @classmethod
-    def for_home(cls, home: Path) -> AuditLog:
+    def for_home(cls, home: Path, *, key: IntegrityKey | None = None) -> AuditLog:
         """The log of one state directory."""
-        return cls(Path(home) / LOG_NAME)
+        return cls(Path(home) / LOG_NAME, key=key)
+
+    @property
+    def key(self) -> IntegrityKey:
+        """The integrity key the chain is made with (the state directory's by default)."""
+        if self._key is None:
+            self._key = IntegrityKey.for_home(self.path.parent)
+        return self._key
 
     def __repr__(self) -> str:
         return f"AuditLog({str(self.path)!r})"
@@ -157,10 +198,10 @@ class AuditLog:
     def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
         """Append one record and return it (with ``seq``, ``ts``, ``prev`` and ``hash``).
 
-        Thread- and process-safe.  ``durable`` records are fsynced before this returns and
-        move the head marker; ``durable=False`` is for auto-sent reads, which change nothing
-        upstream: they are chained like every record but skip the fsync (and the head, so
-        the head never runs ahead of what is on disk), so reads stay cheap.
+        Thread- and process-safe.  ``durable`` records are fsynced before this returns;
+        ``durable=False`` is for auto-sent reads, which change nothing upstream: they skip
+        the fsync so reads stay cheap, but are chained and anchored like every record (a
+        read cut from the end of the log shows).
         """
         if not event or not isinstance(event, str):
             raise ValueError("an audit event needs a name")
@@ -168,18 +209,19 @@ class AuditLog:
         if clash:
             raise ValueError(f"reserved audit field(s): {', '.join(sorted(clash))}")
         clean = redact(fields)
+        key = self.key  # loaded (or created) before the lock is taken
         with self._locked() as fd:
-            last = self._last_record(fd)
-            record: dict[str, Any] = {
-                "seq": (last["seq"] + 1) if last else 1,
-                "ts": _now_iso(),
-                "event": event,
-                **clean,
-                "prev": last["hash"] if last else GENESIS,
-            }
-            record["hash"] = record_hash(record)
-            line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-            data = line.encode()
+            last, from_disk = self._last_record(fd)
+            data = b""
+            if from_disk:
+                # Someone else wrote last (or this is our first look): the anchor must
+                # still name the end of the log.  If not, say so in the chain itself.
+                gap = self._anchor_problem(last, key)
+                if gap is not None:
+                    last = self._chain(last, GAP_EVENT, gap, key)
+                    data = _line(last)
+            record = self._chain(last, event, clean, key)
+            data += _line(record)
             written = 0
             while written < len(data):
                 written += os.write(fd, data[written:])
@@ -187,17 +229,34 @@ class AuditLog:
             self._tail = ((after.st_ino, after.st_size), record)
             if durable:
                 os.fsync(fd)
-                self._write_head(record["seq"], record["hash"])
+            self._write_anchor(record["seq"], record["hash"], key)
         return record
 
-    def _last_record(self, fd: int) -> dict[str, Any] | None:
-        """The last complete record; a torn (never acknowledged) tail is cut off first."""
+    @staticmethod
+    def _chain(
+        last: dict[str, Any] | None, event: str, fields: dict[str, Any], key: IntegrityKey
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "seq": (last["seq"] + 1) if last else 1,
+            "ts": _now_iso(),
+            "event": event,
+            **fields,
+            "prev": last["hash"] if last else GENESIS,
+        }
+        record["hash"] = record_hash(record, key)
+        return record
+
+    def _last_record(self, fd: int) -> tuple[dict[str, Any] | None, bool]:
+        """The last complete record, and whether it was read from disk (not our cache).
+
+        A torn (never acknowledged) tail is cut off first.
+        """
         st = os.fstat(fd)
         size = st.st_size
         if size == 0:
-            return None
+            return None, True
         if self._tail is not None and self._tail[0] == (st.st_ino, size):
-            return self._tail[1]
+            return self._tail[1], False
         tail = b""
         pos = size
         chunk = 4096
@@ -224,18 +283,45 @@ class AuditLog:
                 "to it. Run: harbor-confluence audit verify"
             )
         self._tail = ((st.st_ino, size), record)
-        return record
+        return record, True
 
-    def _write_head(self, seq: int, digest: str) -> None:
-        """Remember the last record (in place, fixed size).
+    def _anchor_problem(
+        self, last: dict[str, Any] | None, key: IntegrityKey
+    ) -> dict[str, Any] | None:
+        """Why the anchor does not name ``last`` (the fields of an ``audit-gap`` record)."""
+        anchor = self._read_anchor(key)
+        log_seq = last["seq"] if last else 0
+        if anchor is None:
+            if last is None:
+                return None  # a new log
+            return {"problem": "anchor_missing", "log_seq": log_seq}
+        if isinstance(anchor, str):
+            return {"problem": "anchor_rewritten", "log_seq": log_seq}
+        seq, digest = anchor
+        if seq > log_seq:
+            return {"problem": "cut_from_end", "log_seq": log_seq, "anchor_seq": seq}
+        if last is not None and seq == log_seq and digest != last["hash"]:
+            return {"problem": "last_record_replaced", "log_seq": log_seq, "anchor_seq": seq}
+        return None  # the anchor may lag by a record written just before a crash
 
-        Not fsynced: after a power cut the head may lag the log, which verify accepts;
-        it can never run ahead, because the log line was fsynced first.
+    def _write_anchor(self, seq: int, digest: str, key: IntegrityKey) -> None:
+        """Point the anchor at the record just written (in place, fixed size).
+
+        Not fsynced: it is written after the record, and a durable record is fsynced first.
         """
-        text = json.dumps({"seq": seq, "hash": digest}).encode()
-        fd = os.open(self.head_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        mac = key.mac(_ANCHOR_MAC, _anchor_data(seq, digest))
+        # The same bytes json.dumps would give (every value is an int or hex), only cheaper.
+        text = f'{{"v":{_ANCHOR_VERSION},"seq":{int(seq)},"hash":"{digest}","mac":"{mac}"}}'
+        flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
         try:
-            os.pwrite(fd, text.ljust(_HEAD_BYTES - 1) + b"\n", 0)
+            fd = os.open(self.head_path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            os.unlink(self.head_path)  # a link put in its place: write a real file
+            fd = os.open(self.head_path, flags | os.O_EXCL, 0o600)
+        try:
+            os.pwrite(fd, text.encode().ljust(_ANCHOR_BYTES - 1) + b"\n", 0)
         finally:
             os.close(fd)
 
@@ -267,21 +353,104 @@ class AuditLog:
     def tail(self, n: int = 20) -> list[dict[str, Any]]:
         return self.records()[-n:] if n > 0 else []
 
-    def _head(self) -> tuple[int, str] | str | None:
-        """(seq, hash) of the last record written, None without a head, or a problem."""
+    def find(self, event: str | tuple[str, ...], **match: Any) -> dict[str, Any] | None:
+        """The first record of ``event`` (or one of several) with these top-level fields
+        and a valid MAC.
+
+        A byte search for the first field, a block at a time (cheap on a long log), then
+        each hit parsed and checked: a forged record does not count.
+        """
+        if not match:
+            raise ValueError("find needs at least one field to match")
+        events = (event,) if isinstance(event, str) else event
+        name, value = next(iter(match.items()))
+        needle = json.dumps({name: value}, ensure_ascii=False, separators=(",", ":"))[1:-1]
+        wanted = needle.encode()
+
+        def search(block: bytes) -> dict[str, Any] | None:
+            pos = block.find(wanted)
+            while pos != -1:
+                start = block.rfind(b"\n", 0, pos) + 1
+                end = block.find(b"\n", pos)
+                end = len(block) if end == -1 else end
+                record = _parse_record(block[start:end])
+                if (
+                    record is not None
+                    and record.get("event") in events
+                    and all(record.get(k) == v for k, v in match.items())
+                    and self.key.check(_RECORD_MAC, _body(record), record["hash"])
+                ):
+                    return record
+                pos = block.find(wanted, end)
+            return None
+
         try:
-            raw = self.head_path.read_bytes()
+            fh = self.path.open("rb")
         except FileNotFoundError:
             return None
+        with fh:
+            rest = b""
+            while chunk := fh.read(1 << 20):
+                data = rest + chunk
+                cut = data.rfind(b"\n") + 1  # whole lines only; the rest joins the next block
+                found = search(data[:cut])
+                if found is not None:
+                    return found
+                rest = data[cut:]
+        return search(rest) if rest else None
+
+    def _read_anchor(self, key: IntegrityKey) -> tuple[int, str] | str | None:
+        """(seq, hash) of the last record written, None without an anchor, or a problem."""
         try:
-            data = json.loads(raw)
-            return int(data["seq"]), str(data["hash"])
-        except (ValueError, KeyError, TypeError):
-            return f"the head file {self.head_path.name} is unreadable"
+            fd = os.open(self.head_path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return f"the anchor {self.head_path.name} is not a readable file"
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        try:
+            data = json.loads(raw.split(b"\n", 1)[0])
+            seq, digest, mac = data["seq"], data["hash"], data.get("mac")
+            if not isinstance(seq, int) or not isinstance(digest, str) or seq < 1:
+                raise TypeError
+        except (ValueError, KeyError, TypeError, IndexError):
+            return f"the anchor {self.head_path.name} is unreadable"
+        if mac is None:
+            return (
+                f"the anchor {self.head_path.name} is not keyed (written before the log was "
+                "keyed, or rewritten without the key)"
+            )
+        if not key.check(_ANCHOR_MAC, _anchor_data(seq, digest), mac):
+            return (
+                f"the anchor {self.head_path.name} was rewritten: its MAC is not one made "
+                "with this installation's integrity key"
+            )
+        return seq, digest
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """Hold off appenders while the log and its anchor are read together."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     def verify(self) -> VerifyResult:
-        """Walk the chain; name the first record that was edited, removed or reordered."""
-        lines = self._lines()
+        """Walk the chain; name the first record that was edited, forged, removed or
+        reordered, and records cut from the end."""
+        key = self.key
+        with self._shared():
+            lines = self._lines()
+            anchor = self._read_anchor(key)
         if lines and lines[-1] == b"":
             lines.pop()
         prev = GENESIS
@@ -293,12 +462,17 @@ class AuditLog:
                     False, index, index, None, f"line {index + 1} is not an audit record"
                 )
             seq: int = record["seq"]
-            if record_hash(record) != record["hash"]:
-                return VerifyResult(
-                    False, index, index, seq,
-                    f"record #{seq} (line {index + 1}) was edited: its content does not "
-                    "match its hash",
-                )  # fmt: skip
+            where = f"record #{seq} (line {index + 1})"
+            if not key.check(_RECORD_MAC, _body(record), record["hash"]):
+                if _unkeyed_hash(record) == record["hash"]:
+                    why = (
+                        f"{where} is forged: its hash is a plain SHA-256, not a MAC made with "
+                        "this installation's integrity key (appended by someone without the "
+                        "key, or written before the log was keyed)"
+                    )
+                else:
+                    why = f"{where} was edited: its content does not match its hash"
+                return VerifyResult(False, index, index, seq, why)
             expected = index + 1
             if seq != expected:
                 return VerifyResult(
@@ -307,30 +481,65 @@ class AuditLog:
                     "records were removed or reordered",
                 )  # fmt: skip
             if record.get("prev") != prev:
-                where = f"record #{seq - 1}" if seq > 1 else "the start of the log"
+                before = f"record #{seq - 1}" if seq > 1 else "the start of the log"
                 return VerifyResult(
                     False, index, index, seq,
-                    f"record #{seq} (line {index + 1}) does not follow {where}: "
+                    f"{where} does not follow {before}: "
                     "a record was replaced, removed or reordered",
                 )  # fmt: skip
+            if record.get("event") == GAP_EVENT:
+                return VerifyResult(False, index, index, seq, _gap_reason(record))
             prev = record["hash"]
             hashes.append(prev)
         count = len(hashes)
-        head = self._head()
-        if isinstance(head, str):
-            return VerifyResult(False, count, count, None, head)
-        if head is not None:
-            head_seq, head_hash = head
-            if head_seq > count:
+        if anchor is None:
+            if count:
                 return VerifyResult(
-                    False, count, count, count + 1,
-                    f"the log ends at record #{count} but record #{head_seq} was written: "
-                    "records were removed from the end",
+                    False, count, count, None,
+                    f"the anchor {self.head_path.name} is missing: records may have been "
+                    f"removed from the end after record #{count}",
                 )  # fmt: skip
-            if head_seq >= 1 and hashes[head_seq - 1] != head_hash:
-                return VerifyResult(
-                    False, count, head_seq - 1, head_seq,
-                    f"record #{head_seq} is not the record that was written last "
-                    "(the log was rewritten)",
-                )  # fmt: skip
+            return VerifyResult(True, 0)
+        if isinstance(anchor, str):
+            return VerifyResult(False, count, count, None, anchor)
+        anchor_seq, anchor_hash = anchor
+        if anchor_seq > count:
+            return VerifyResult(
+                False, count, count, count + 1,
+                f"the log ends at record #{count} but record #{anchor_seq} was written: "
+                f"records #{count + 1}..#{anchor_seq} were removed from the end",
+            )  # fmt: skip
+        if hashes[anchor_seq - 1] != anchor_hash:
+            return VerifyResult(
+                False, count, anchor_seq - 1, anchor_seq,
+                f"record #{anchor_seq} is not the record that was written last "
+                "(the log was rewritten)",
+            )  # fmt: skip
+        # Records after the anchor (a crash between a record and its anchor) carry valid
+        # MACs, checked above: only the key's holder can have written them.
         return VerifyResult(True, count)
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _gap_reason(record: dict[str, Any]) -> str:
+    seq = record["seq"]
+    log_seq = record.get("log_seq")
+    anchor_seq = record.get("anchor_seq")
+    problem = record.get("problem")
+    if problem == "cut_from_end" and isinstance(log_seq, int) and isinstance(anchor_seq, int):
+        what = (
+            f"records #{log_seq + 1}..#{anchor_seq} had been removed from the end "
+            f"(the log ended at #{log_seq}, its anchor named #{anchor_seq})"
+        )
+    elif problem == "anchor_missing":
+        what = "the anchor was missing, so records may have been removed from the end"
+    elif problem == "anchor_rewritten":
+        what = "the anchor had been rewritten, so records may have been removed from the end"
+    elif problem == "last_record_replaced":
+        what = f"record #{log_seq} was not the record written last (it was replaced)"
+    else:
+        what = f"the log did not match its anchor ({problem})"
+    return f"record #{seq} notes that when it was appended {what}"

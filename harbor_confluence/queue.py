@@ -12,6 +12,14 @@ Why it is built this way:
   ``approvals`` table).  Execution recomputes the fingerprint from the stored request and
   compares it with the ticket's and every approval's, so any change after approval — by an
   agent, an edit, a direct database write — makes execution refuse.
+- The fingerprint is a plain SHA-256: anyone who can write the database can recompute it.
+  So every ticket also carries a *seal*, an HMAC (with the state directory's integrity key,
+  see ``integrity.py``, which the database does not hold) over its governing terms: the
+  request, who asked, the rule, the approvals it needs, self-approval, expiry.  Every
+  approval is sealed to its ticket, and every state change writes a seal over the new
+  state, so ``UPDATE tickets SET state = 'approved'`` shows.  Approving and running check
+  every seal first; the approval count and self-approval are then read from sealed values.
+  A ticket without a seal (an older database) is never run.
 - A ticket is durably ``executing`` before the request is sent.  If the process dies or
   times out before the answer is recorded, the ticket becomes ``unknown`` and is never
   retried on its own (a write must not run twice); an operator reconciles it.
@@ -44,7 +52,8 @@ from typing import Any, Literal, Protocol, cast
 
 from .audit import AuditLog, redact
 from .errors import EXIT_DENIED, EXIT_ERROR, EXIT_INVALID, HarborError
-from .request import PreparedRequest
+from .integrity import IntegrityKey
+from .request import PreparedRequest, canonical_json
 
 __all__ = [
     "OPEN_STATES",
@@ -148,6 +157,7 @@ class Approval:
     fingerprint: str
     at: float
     reason: str | None = None
+    seal: str | None = field(default=None, repr=False)  # MAC binding it to its ticket
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -193,6 +203,8 @@ class Ticket:
     claim_host: str | None = None
     lease_until: float | None = None
     approvals: tuple[Approval, ...] = ()
+    seal: str | None = field(default=None, repr=False)  # MAC over the governing terms
+    state_seal: str | None = field(default=None, repr=False)  # MAC over the current state
 
     # -- the request ----------------------------------------------------------------
 
@@ -401,20 +413,23 @@ _EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (
     ("claim_pid", "INTEGER"),
     ("claim_host", "TEXT"),
     ("lease_until", "REAL"),
+    ("seal", "TEXT"),
+    ("state_seal", "TEXT"),
 )
+_APPROVAL_EXTRA_COLUMNS: tuple[tuple[str, str], ...] = (("seal", "TEXT"),)
 _INDEXES = """
 DROP INDEX IF EXISTS tickets_state;
 CREATE INDEX IF NOT EXISTS tickets_state_created ON tickets(state, created_at, id);
 CREATE INDEX IF NOT EXISTS tickets_created ON tickets(created_at, id);
 CREATE INDEX IF NOT EXISTS tickets_state_expiry ON tickets(state, expires_at);
 """
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _COLUMNS = (
     "id", "action", "port", "manifest_version", "rule", "method", "url", "body",
     "content_type", "fingerprint", "requester", "created_at", "expires_at", "state", "result",
     *(name for name, _ in _EXTRA_COLUMNS),
 )  # fmt: skip
-_UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at"}
+_UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at", "seal"}  # a seal is set once
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tickets"  # noqa: S608 - fixed column names
 
 
@@ -449,8 +464,11 @@ def _row_to_ticket(row: sqlite3.Row, approvals: Sequence[sqlite3.Row]) -> Ticket
         claim_host=row["claim_host"],
         lease_until=row["lease_until"],
         approvals=tuple(
-            Approval(a["operator"], a["fingerprint"], a["at"], a["reason"]) for a in approvals
+            Approval(a["operator"], a["fingerprint"], a["at"], a["reason"], a["seal"])
+            for a in approvals
         ),
+        seal=row["seal"],
+        state_seal=row["state_seal"],
     )
 
 
@@ -485,9 +503,16 @@ class _SqliteTransaction:
 
     def add_approval(self, ticket_id: str, approval: Approval) -> None:
         self._db.execute(
-            "INSERT INTO approvals (ticket_id, operator, fingerprint, at, reason) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, approval.operator, approval.fingerprint, approval.at, approval.reason),
+            "INSERT INTO approvals (ticket_id, operator, fingerprint, at, reason, seal) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                ticket_id,
+                approval.operator,
+                approval.fingerprint,
+                approval.at,
+                approval.reason,
+                approval.seal,
+            ),
         )
 
 
@@ -497,7 +522,7 @@ def _fetch(db: sqlite3.Connection, ticket_id: str) -> Ticket | None:
         return None
     row = rows[0]
     approvals = db.execute(
-        "SELECT operator, fingerprint, at, reason FROM approvals WHERE ticket_id = ? "
+        "SELECT operator, fingerprint, at, reason, seal FROM approvals WHERE ticket_id = ? "
         "ORDER BY at, operator",
         (ticket_id,),
     ).fetchall()
@@ -542,6 +567,10 @@ class SqliteTicketStore:
         for name, decl in _EXTRA_COLUMNS:
             if name not in have:
                 db.execute(f"ALTER TABLE tickets ADD COLUMN {name} {decl}")
+        have = {r[1] for r in db.execute("PRAGMA table_info(approvals)")}
+        for name, decl in _APPROVAL_EXTRA_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE approvals ADD COLUMN {name} {decl}")
         for statement in _INDEXES.split(";"):
             if statement.strip():
                 db.execute(statement)
@@ -617,7 +646,7 @@ class SqliteTicketStore:
             marks = ", ".join("?" for _ in ids)
             by_ticket: dict[str, list[sqlite3.Row]] = {}
             for a in db.execute(
-                "SELECT ticket_id, operator, fingerprint, at, reason FROM approvals "  # noqa: S608
+                "SELECT ticket_id, operator, fingerprint, at, reason, seal FROM approvals "  # noqa: S608
                 f"WHERE ticket_id IN ({marks}) ORDER BY at, operator",
                 ids,
             ):
@@ -638,6 +667,53 @@ class SqliteTicketStore:
     def ids_in_state(self, state: str) -> list[str]:
         with self._connect() as db:
             return [r[0] for r in db.execute("SELECT id FROM tickets WHERE state = ?", (state,))]
+
+
+# -- seals --------------------------------------------------------------------------------
+# Each seal is an HMAC (IntegrityKey.mac) over the canonical JSON of a fixed list of values;
+# the purpose names keep a MAC made for one kind of seal from passing as another.
+
+_TICKET_SEAL = "queue-ticket-v1"
+_STATE_SEAL = "queue-state-v1"
+_APPROVAL_SEAL = "queue-approval-v1"
+
+
+def _ticket_terms(t: Ticket) -> bytes:
+    """What a ticket's seal covers: everything that decides what is sent and who may let
+    it go (times as floats: SQLite hands REAL columns back as floats)."""
+    return canonical_json(
+        [
+            t.id,
+            t.action,
+            t.port,
+            t.manifest_version,
+            t.rule,
+            t.method,
+            t.url,
+            None if t.body is None else hashlib.sha256(t.body).hexdigest(),
+            t.content_type,
+            dict(t.headers),
+            t.requester,
+            float(t.created_at),
+            float(t.expires_at),
+            int(t.approvals_required),
+            bool(t.forbid_self_approval),
+            t.fingerprint,
+            t.review,  # what the operator is shown beside the request (diff, base version)
+        ]
+    )
+
+
+def _state_terms(
+    ticket_id: str, seal: str | None, state: str, claim: str | None, updated_at: float | None
+) -> bytes:
+    return canonical_json(
+        [ticket_id, seal, state, claim, None if updated_at is None else float(updated_at)]
+    )
+
+
+def _approval_terms(ticket_id: str, seal: str | None, a: Approval) -> bytes:
+    return canonical_json([ticket_id, seal, a.operator, a.fingerprint, float(a.at)])
 
 
 # -- the queue ----------------------------------------------------------------------------
@@ -695,24 +771,149 @@ class ReviewQueue:
         *,
         audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
+        key: IntegrityKey | None = None,
     ) -> None:
+        """``key`` seals tickets; by default the integrity key of the store's directory
+        (the state directory: ``secrets/integrity.key``), loaded or created on first use."""
+        home: Path | None = None
         if isinstance(store, str | Path):
             path = Path(store)
             store = SqliteTicketStore(path)
+            home = path.parent
             if audit is None:
                 audit = AuditLog.for_home(path.parent)
+        else:
+            where = getattr(store, "path", None)
+            if isinstance(where, Path):
+                home = where.parent
+            elif audit is not None:
+                home = audit.path.parent
+        if key is None and home is None:
+            raise ValueError("a ReviewQueue over a store without a path needs key=IntegrityKey")
         self.store: TicketStore = store
         self.audit = audit
         self._clock = clock
         self._host = socket.gethostname()
+        self._key = key
+        self._key_home = home
 
     @classmethod
-    def for_home(cls, home: Path, *, audit: AuditLog | None = None) -> ReviewQueue:
+    def for_home(
+        cls, home: Path, *, audit: AuditLog | None = None, key: IntegrityKey | None = None
+    ) -> ReviewQueue:
         """The queue of one state directory (``queue.sqlite3``; audit in ``audit.jsonl``)."""
         return cls(
             SqliteTicketStore(Path(home) / QUEUE_FILE),
-            audit=audit if audit is not None else AuditLog.for_home(Path(home)),
+            audit=audit if audit is not None else AuditLog.for_home(Path(home), key=key),
+            key=key,
         )
+
+    def __repr__(self) -> str:
+        where = getattr(self.store, "path", None)
+        return f"<ReviewQueue {where if where is not None else type(self.store).__name__}>"
+
+    # -- seals ----------------------------------------------------------------------
+
+    @property
+    def key(self) -> IntegrityKey:
+        """The integrity key tickets are sealed with."""
+        if self._key is None:
+            home = self._key_home
+            assert home is not None  # checked in __init__
+            audit = self.audit
+            if audit is not None and audit.path.parent == home:
+                self._key = audit.key  # one key per state directory: load it once
+            else:
+                self._key = IntegrityKey.for_home(home)
+        return self._key
+
+    def _sealed(self, t: Ticket) -> Ticket:
+        seal = self.key.mac(_TICKET_SEAL, _ticket_terms(t))
+        state_seal = self.key.mac(
+            _STATE_SEAL, _state_terms(t.id, seal, t.state, t.claim, t.updated_at)
+        )
+        return replace(t, seal=seal, state_seal=state_seal)
+
+    def _update(
+        self, tx: StoreTransaction, t: Ticket, expect: Sequence[str], changes: dict[str, Any]
+    ) -> bool:
+        """``tx.update`` with a fresh state seal over the state the change leaves.
+
+        ``t`` is the ticket as read in this transaction.  The new seal is bound to the
+        ticket's stored seal: a ticket whose seal is broken stays broken.
+        """
+        state = changes.get("state", t.state)
+        claim = changes.get("claim", t.claim)
+        updated_at = changes.get("updated_at", t.updated_at)
+        sealed = dict(changes)
+        sealed["state_seal"] = self.key.mac(
+            _STATE_SEAL, _state_terms(t.id, t.seal, state, claim, updated_at)
+        )
+        return tx.update(t.id, expect, sealed)
+
+    def _tamper_problem(self, t: Ticket) -> _Refusal | None:
+        """Has the stored ticket been changed other than by the queue?
+
+        The recomputed fingerprint against the ticket's and every approval's (which names
+        whose approval no longer fits), then the ticket's seal, its state seal and every
+        approval's seal.  Any mismatch is ``tampered``.
+        """
+        key = self.key
+        if not t.seal:
+            return _Refusal(
+                "tampered",
+                f"ticket {t.id} has no seal: it was held before tickets were sealed (an "
+                "older queue database) or its seal was removed. It cannot be approved or "
+                "run; nothing was sent. Make the request again for a new, sealed ticket",
+            )
+        computed = t.computed_fingerprint()
+        if computed != t.fingerprint:
+            return _Refusal(
+                "tampered",
+                f"ticket {t.id}'s stored request no longer matches the fingerprint it was "
+                "held with; it was changed and will not be sent",
+            )
+        for a in t.approvals:
+            if a.fingerprint != computed:
+                return _Refusal(
+                    "tampered",
+                    f"ticket {t.id} was approved by {a.operator} for request "
+                    f"{a.fingerprint[:16]}... but the stored request is now {computed[:16]}..."
+                    "; it will not be sent",
+                )
+        if not key.check(_TICKET_SEAL, _ticket_terms(t), t.seal):
+            return _Refusal(
+                "tampered",
+                f"ticket {t.id} does not match its seal: its request or its terms (requester, "
+                "rule, approvals required, self-approval, expiry) were changed after it was "
+                "held, outside the queue; nothing was sent",
+            )
+        if not key.check(
+            _STATE_SEAL, _state_terms(t.id, t.seal, t.state, t.claim, t.updated_at), t.state_seal
+        ):
+            return _Refusal(
+                "tampered",
+                f"ticket {t.id}'s state ({t.state}) was not set by the queue (it was written "
+                "into the database directly); nothing was sent",
+            )
+        for a in t.approvals:
+            if not key.check(_APPROVAL_SEAL, _approval_terms(t.id, t.seal, a), a.seal):
+                return _Refusal(
+                    "tampered",
+                    f"ticket {t.id}'s approval by {a.operator} was not recorded by the queue "
+                    "(forged, or copied from another ticket); nothing was sent",
+                )
+        return None
+
+    def _ran_before(self, ticket_id: str) -> dict[str, Any] | None:
+        """The audit record of an earlier execution of this ticket, if there is one.
+
+        A ticket runs once, so an ``approved`` ticket with one was put back to an earlier
+        state (a whole row restored, seals and all, from a copy of the database).
+        """
+        if self.audit is None:
+            return None
+        return self.audit.find(("executing", "executed"), ticket=ticket_id)
 
     def _audit(self, event: str, **fields: Any) -> None:
         if self.audit is not None:
@@ -752,9 +953,16 @@ class ReviewQueue:
             approvals_required=max(1, approvers),
             forbid_self_approval=forbid_self_approval,
             headers=dict(prepared.headers),
-            review=cast(dict[str, Any], redact(dict(prepared.review))),
+            # As it will read back from the store, so the seal over it holds.
+            review=cast(
+                dict[str, Any],
+                json.loads(
+                    json.dumps(redact(dict(prepared.review)), ensure_ascii=False, default=str)
+                ),
+            ),
             updated_at=now,
         )
+        ticket = self._sealed(ticket)
         self.store.insert(ticket)
         self._audit(
             "held",
@@ -825,7 +1033,7 @@ class ReviewQueue:
             done = (
                 t is not None
                 and t.is_expired(now)
-                and tx.update(ticket_id, OPEN_STATES, {"state": "expired", "updated_at": now})
+                and self._update(tx, t, OPEN_STATES, {"state": "expired", "updated_at": now})
             )
         if done and t is not None:
             self._audit("expired", ticket=ticket_id, action=t.action, was=t.state)
@@ -844,7 +1052,7 @@ class ReviewQueue:
             done = (
                 t is not None
                 and t.claim == claim
-                and tx.update(ticket_id, ("executing",), _unknown_changes(now, why))
+                and self._update(tx, t, ("executing",), _unknown_changes(now, why))
             )
         if done:
             self._audit("unknown", ticket=ticket_id, reason=why)
@@ -878,17 +1086,13 @@ class ReviewQueue:
                 raise TicketNotFound(f"no ticket {ticket_id}", ticket=ticket_id)
             computed = t.computed_fingerprint()
             if t.is_expired(now):
-                tx.update(ticket_id, OPEN_STATES, {"state": "expired", "updated_at": now})
+                self._update(tx, t, OPEN_STATES, {"state": "expired", "updated_at": now})
                 refusal = _Refusal("expired", f"ticket {ticket_id} expired at "
                                    f"{_iso(t.expires_at)}; nothing was sent")  # fmt: skip
             elif t.state != "pending":
                 refusal = _Refusal("not_pending", _not_pending(t))
-            elif computed != t.fingerprint:
-                refusal = _Refusal(
-                    "tampered",
-                    f"ticket {ticket_id}'s stored request no longer matches its fingerprint; "
-                    "it was changed after it was held and cannot be approved",
-                )
+            elif (problem := self._tamper_problem(t)) is not None:
+                refusal = problem
             elif fingerprint is not None and not computed.startswith(fingerprint.strip()):
                 refusal = _Refusal(
                     "fingerprint_mismatch",
@@ -908,14 +1112,21 @@ class ReviewQueue:
                     f"{t.approvals_required} distinct approvers",
                 )
             else:
-                tx.add_approval(ticket_id, Approval(who, computed, now, note))
+                # The seals held: approvals_required and forbid_self_approval above are the
+                # values the ticket was held with.
+                approval = Approval(who, computed, now, note)
+                approval = replace(
+                    approval,
+                    seal=self.key.mac(_APPROVAL_SEAL, _approval_terms(t.id, t.seal, approval)),
+                )
+                tx.add_approval(ticket_id, approval)
                 count = len(t.approvals) + 1
                 if count >= t.approvals_required:
-                    became_approved = tx.update(
-                        ticket_id, ("pending",), {"state": "approved", "updated_at": now}
+                    became_approved = self._update(
+                        tx, t, ("pending",), {"state": "approved", "updated_at": now}
                     )
                 else:
-                    tx.update(ticket_id, ("pending",), {"updated_at": now})
+                    self._update(tx, t, ("pending",), {"updated_at": now})
                 # As this transaction left it: only the approval that completed the
                 # ticket sees "approved" (and so only that caller runs it).
                 after = tx.get(ticket_id)
@@ -961,11 +1172,12 @@ class ReviewQueue:
             if t is None:
                 raise TicketNotFound(f"no ticket {ticket_id}", ticket=ticket_id)
             if t.is_expired(now):
-                expired = tx.update(ticket_id, OPEN_STATES, {"state": "expired", "updated_at": now})
+                expired = self._update(tx, t, OPEN_STATES, {"state": "expired", "updated_at": now})
                 done = False
             else:
-                done = tx.update(
-                    ticket_id,
+                done = self._update(
+                    tx,
+                    t,
                     OPEN_STATES,
                     {"state": state, "reason": why, "decided_by": who, "updated_at": now},
                 )
@@ -995,24 +1207,29 @@ class ReviewQueue:
     ) -> Ticket:
         """Atomically move an approved ticket to ``executing`` and return it to send.
 
-        Refuses (nothing to send) unless the ticket is approved, unexpired, has enough
-        distinct approvals, and its stored request still has the fingerprint every
-        approval was bound to.  ``vet`` may refuse further (e.g. a foreign origin).
+        Refuses (nothing to send) unless the ticket is approved, unexpired, its seals hold
+        (the ticket's terms, its state and every approval were written by the queue), its
+        stored request still has the fingerprint every approval was bound to, it has the
+        distinct approvals its sealed terms require, and it has not run before.  ``vet``
+        may refuse further (e.g. a foreign origin).
         """
         who = _clean_text(operator, "operator name", required=True) or ""
         now = self._clock()
         refusal: _Refusal | None = None
         expired = reaped = False
         claim = secrets.token_hex(8)
+        # Read before the write lock is taken (a long log is a file scan); a ticket that
+        # runs in between is no longer approved below.
+        ran = self._ran_before(ticket_id)
         with self.store.transaction() as tx:
             t = tx.get(ticket_id)
             if t is None:
                 raise TicketNotFound(f"no ticket {ticket_id}", ticket=ticket_id)
             if t.state == "executing" and self._abandoned(t, now):
-                reaped = tx.update(ticket_id, ("executing",), _unknown_changes(now, _GONE))
-                t = replace(t, state="unknown")
+                reaped = self._update(tx, t, ("executing",), _unknown_changes(now, _GONE))
+                t = replace(t, state="unknown", updated_at=now)
             if t.is_expired(now):
-                expired = tx.update(ticket_id, OPEN_STATES, {"state": "expired", "updated_at": now})
+                expired = self._update(tx, t, OPEN_STATES, {"state": "expired", "updated_at": now})
                 refusal = _Refusal(
                     "expired",
                     f"ticket {ticket_id} expired at {_iso(t.expires_at)}; nothing was sent",
@@ -1020,14 +1237,22 @@ class ReviewQueue:
             elif t.state != "approved":
                 refusal = _Refusal(_state_code(t.state), _not_runnable(t))
             else:
-                refusal = _binding_problem(t)
+                refusal = self._tamper_problem(t) or _approval_problem(t)
+                if refusal is None and ran is not None:
+                    refusal = _Refusal(
+                        "tampered",
+                        f"ticket {ticket_id} already ran (audit record #{ran.get('seq')}, "
+                        f"{ran.get('event')}): its row was put back to an earlier state. A "
+                        "ticket runs once; nothing was sent",
+                    )
                 if refusal is None and vet is not None:
                     problem = vet(t)
                     if problem is not None:
                         refusal = _Refusal("refused", problem)
                 if refusal is None:
-                    tx.update(
-                        ticket_id,
+                    self._update(
+                        tx,
+                        t,
                         ("approved",),
                         {
                             "state": "executing",
@@ -1073,8 +1298,9 @@ class ReviewQueue:
             done = (
                 current is not None
                 and current.claim == ticket.claim
-                and tx.update(
-                    ticket.id,
+                and self._update(
+                    tx,
+                    current,
                     ("executing", "unknown"),
                     {"state": state, "result": result, "finished_at": now, "updated_at": now},
                 )
@@ -1108,8 +1334,9 @@ class ReviewQueue:
             result.update(resolved_by=who, resolved_outcome=outcome, resolved_at=_iso(now))
             if text:
                 result["resolution_note"] = text
-            done = tx.update(
-                ticket_id,
+            done = self._update(
+                tx,
+                t,
                 ("unknown",),
                 {
                     "state": outcome,
@@ -1146,23 +1373,10 @@ def _unknown_changes(now: float, why: str) -> dict[str, Any]:
     }
 
 
-def _binding_problem(t: Ticket) -> _Refusal | None:
-    """Is the stored request still the one every approval was bound to?"""
-    computed = t.computed_fingerprint()
-    if computed != t.fingerprint:
-        return _Refusal(
-            "tampered",
-            f"ticket {t.id}'s stored request no longer matches the fingerprint it was held "
-            "with; it was changed and will not be sent",
-        )
+def _approval_problem(t: Ticket) -> _Refusal | None:
+    """Does a (sealed, untampered) ticket have the approvals its sealed terms require?"""
     approvers = set()
     for a in t.approvals:
-        if a.fingerprint != computed:
-            return _Refusal(
-                "tampered",
-                f"ticket {t.id} was approved by {a.operator} for request {a.fingerprint[:16]}..."
-                f" but the stored request is now {computed[:16]}...; it will not be sent",
-            )
         if t.forbid_self_approval and _same(a.operator, t.requester):
             return _Refusal("self_approval", f"ticket {t.id} carries a self-approval")
         approvers.add(a.operator.strip().casefold())

@@ -1,7 +1,9 @@
-"""The audit log: a hash chain that names the first edited, removed or reordered record."""
+"""The audit log: a keyed (HMAC) chain that names the first edited, forged, removed or
+reordered record, with an anchor that shows records cut from the end."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harbor_confluence.audit import GENESIS, AuditError, AuditLog, record_hash
+from harbor_confluence.request import canonical_json
 from tests.conftest import CliResult, run_subprocess
 
 
@@ -31,13 +34,20 @@ def rewrite(audit: AuditLog, new_lines: list[str]) -> None:
     audit.path.write_text("".join(line + "\n" for line in new_lines))
 
 
+def sha256_hash(record: dict[str, object]) -> str:
+    """The unkeyed hash an attacker without the integrity key can compute."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
 def test_append_chains_records(home: Path) -> None:
     audit = AuditLog.for_home(home)
     first = audit.append("auto-sent", action="get-page", fingerprint="a" * 64, status=200)
     second = audit.append("denied", action="search-pages", rule="search-limit-cap")
     assert (first["seq"], second["seq"]) == (1, 2)
     assert first["prev"] == GENESIS and second["prev"] == first["hash"]
-    assert record_hash(second) == second["hash"]
+    assert record_hash(second, audit.key) == second["hash"]
+    assert sha256_hash(second) != second["hash"]  # keyed: not a plain SHA-256
     assert audit.records() == [first, second]
     assert audit.tail(1) == [second]
     result = audit.verify()
@@ -64,15 +74,18 @@ def test_edited_field_names_the_record(log: AuditLog, cli: Callable[..., CliResu
     assert out.code == 1 and "record #3" in out.out
 
 
-def test_edited_and_rehashed_record_breaks_the_next_link(log: AuditLog) -> None:
+def test_edited_and_rehashed_record_is_named_as_forged(log: AuditLog) -> None:
+    """Re-hashing an edited record (as the unkeyed chain allowed) no longer hides the edit:
+    without the key the new hash is not a valid MAC, so the record itself is named."""
     rows = lines(log)
     record = json.loads(rows[1])
     record["ticket"] = "t_forged"
-    record["hash"] = record_hash(record)
+    record["hash"] = sha256_hash(record)
     rows[1] = json.dumps(record, separators=(",", ":"))
     rewrite(log, rows)
     result = log.verify()
-    assert not result.ok and result.first_bad_seq == 3 and result.first_bad == 2
+    assert not result.ok and result.first_bad_seq == 2 and result.first_bad == 1
+    assert "forged" in (result.reason or "")
 
 
 def test_deleted_record_names_the_one_after(log: AuditLog, cli: Callable[..., CliResult]) -> None:
@@ -167,3 +180,25 @@ def test_tail_and_export(log: AuditLog, home: Path, cli: Callable[..., CliResult
     assert exported.out == log.path.read_text()  # byte for byte: shippers can re-verify
     as_json = cli("audit", "export")
     assert [r["seq"] for r in json.loads(as_json.out)] == [1, 2, 3, 4, 5]
+
+
+def test_log_from_before_the_key_is_named_not_trusted(home: Path) -> None:
+    """An unkeyed (SHA-256) log from an older version cannot be told from a forged one:
+    verify names its first record, and the next append records that the anchor was not
+    keyed.  (Archive the old audit.jsonl and audit.head together to start a keyed log.)"""
+    home.mkdir(parents=True)
+    prev, rows = GENESIS, []
+    for seq in (1, 2):
+        record = {"seq": seq, "ts": "2024-01-01T00:00:00.000Z", "event": "held", "prev": prev}
+        record["hash"] = prev = sha256_hash(record)
+        rows.append(json.dumps(record, separators=(",", ":")))
+    (home / "audit.jsonl").write_text("".join(r + "\n" for r in rows))
+    (home / "audit.head").write_text(json.dumps({"seq": 2, "hash": prev}))
+    audit = AuditLog.for_home(home)
+    result = audit.verify()
+    assert not result.ok and result.first_bad_seq == 1
+    assert "before the log was keyed" in (result.reason or "")
+    record = audit.append("held", ticket="t_3")
+    assert record["seq"] == 4 and audit.records()[2]["event"] == "audit-gap"
+    assert audit.records()[2]["problem"] == "anchor_rewritten"
+    assert audit.verify().first_bad_seq == 1

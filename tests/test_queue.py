@@ -271,8 +271,8 @@ def test_database_row_edited_after_approval_is_refused(
 
 
 def test_forged_row_aimed_elsewhere_is_refused(qport: Port, sim: Simulator, home: Path) -> None:
-    """Even with every fingerprint rewritten consistently, the port sends only requests its
-    manifest could have built for the configured tenant."""
+    """Even with every fingerprint rewritten consistently, the ticket's seal (a MAC the
+    database does not hold the key to) no longer fits: refused as tampered."""
     ticket_id = hold(qport)
     qport.approve(ticket_id, operator="alice", run=False)
     t = qport.ticket(ticket_id)
@@ -283,7 +283,30 @@ def test_forged_row_aimed_elsewhere_is_refused(qport: Port, sim: Simulator, home
         db_exec(home, "UPDATE approvals SET fingerprint = ? WHERE ticket_id = ?", fp, t.id)
         with pytest.raises(QueueRefused) as info:
             qport.execute(ticket_id, operator="alice")
-        assert info.value.code == "refused"
+        assert info.value.code == "tampered" and "seal" in str(info.value)
+    assert sim.request_count == 0
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.2:9/wiki/api/v2/pages", "{sim}/wiki/rest/api/user"]
+)
+def test_sealed_ticket_aimed_elsewhere_is_refused(
+    qport: Port, sim: Simulator, home: Path, url: str
+) -> None:
+    """A properly sealed ticket still runs only if the port's manifest could have built its
+    request for the configured tenant (a queue shared with another port or tenant)."""
+    queue = ReviewQueue.for_home(home)
+    body = b'{"spaceId":"65538","title":"Elsewhere"}'
+    held = queue.hold(
+        PreparedRequest("create-page", "POST", url.format(sim=sim.url), body,
+                        "application/json"),
+        port="confluence-cloud", manifest_version=qport.manifest.manifest_version,
+        rule="create-review", requester=REQUESTER, ttl_seconds=3600,
+    )  # fmt: skip
+    queue.approve(held.id, "alice")
+    with pytest.raises(QueueRefused) as info:
+        qport.execute(held.id, operator="alice")
+    assert info.value.code == "refused"
     assert sim.request_count == 0
 
 
@@ -353,12 +376,14 @@ def test_self_approval_inserted_in_the_database_is_refused(
         port.approve(ticket_id, operator="alice")
         t = port.ticket(ticket_id)
         assert t is not None
-        db_exec(home, "INSERT INTO approvals VALUES (?, ?, ?, ?, NULL)",
-                ticket_id, REQUESTER, t.fingerprint, time.time())  # fmt: skip
+        db_exec(home, "INSERT INTO approvals (ticket_id, operator, fingerprint, at) "
+                "VALUES (?, ?, ?, ?)", ticket_id, REQUESTER, t.fingerprint,
+                time.time())  # fmt: skip
         db_exec(home, "UPDATE tickets SET state = 'approved' WHERE id = ?", ticket_id)
         with pytest.raises(QueueRefused) as info:
             port.execute(ticket_id, operator="alice")
-        assert info.value.code == "self_approval"
+        # Refused as a forgery: neither the state nor the approval was written by the queue.
+        assert info.value.code == "tampered"
     assert sim.request_count == 0
 
 
@@ -542,7 +567,24 @@ def test_foundation_queue_file_is_upgraded_in_place(home: Path) -> None:
     queue = ReviewQueue.for_home(home)
     t = queue.require("t_old")
     assert (t.state, t.approvals_required, t.body) == ("pending", 1, body)
-    assert queue.approve("t_old", "alice").state == "approved"
+    assert t.seal is None  # held before tickets were sealed: readable, never approved or run
+    with pytest.raises(QueueRefused) as info:
+        queue.approve("t_old", "alice")
+    assert info.value.code == "tampered" and "no seal" in str(info.value)
+    assert info.value.exit_code == 3
+    assert queue.require("t_old").approvals == ()
+    db = sqlite3.connect(home / "queue.sqlite3")
+    try:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(approvals)")}
+        assert "seal" in columns
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    finally:
+        db.close()
+    # A new request on the upgraded file is sealed and approvable.
+    fresh = queue.hold(PreparedRequest("create-page", "POST", url, body, "application/json"),
+                       port="p", manifest_version="1", rule="r", requester="agent",
+                       ttl_seconds=600)  # fmt: skip
+    assert queue.approve(fresh.id, "alice").state == "approved"
 
 
 # -- secrets --------------------------------------------------------------------------------
