@@ -7,8 +7,11 @@ called as an action.  The lifecycle:
     propose -> validate -> (test) -> request-publish -> publish (by a different identity)
 
 ``validate`` runs the manifest loader's checks on the live port with the draft added, then
-``speccheck.check_action`` against Atlassian's OpenAPI document.  ``publish`` re-validates,
-adds the action to the live port with a minor version bump, and records it in the audit log.
+``speccheck.check_action`` against Atlassian's OpenAPI document.  ``test`` shows the request
+and the live policy's decision; ``--send`` sends a validated read only when that decision is
+``auto``.  ``publish`` re-validates, adds the action to the live port with a minor version
+bump (its defaultPolicy only a proposal, see ``catalog.plan_policy``), and records it in the
+audit log.
 
 Identities are asserted (``--as``, ``$HARBOR_OPERATOR``, the OS user), not authenticated:
 the distinct-identity rule stops accidental self-publishing and makes any other claim an
@@ -39,15 +42,16 @@ from .catalog import (
 )
 from .config import atomic_write
 from .documents import find_credentials, load_document
-from .errors import EXIT_DENIED, EXIT_INVALID, HarborError, ManifestError
+from .errors import EXIT_DENIED, EXIT_HELD, EXIT_INVALID, HarborError, ManifestError, PolicyDenied
 from .manifest import Action, Manifest, Name, _describe, load_manifest, manifest_from_data
-from .policy import Policy, Rule, load_policy
+from .policy import load_policy
 from .speccheck import api_version_for, check_action, load_openapi
 
 __all__ = [
     "Draft",
     "DraftDenied",
     "DraftError",
+    "DraftNeedsApproval",
     "get_draft",
     "list_drafts",
     "propose",
@@ -73,6 +77,13 @@ class DraftDenied(DraftError):
 
     code = "draft_denied"
     exit_code = EXIT_DENIED
+
+
+class DraftNeedsApproval(DraftError):
+    """The live policy would hold this request for approval; a draft test never queues one."""
+
+    code = "draft_needs_approval"
+    exit_code = EXIT_HELD
 
 
 class _Model(BaseModel):
@@ -260,8 +271,14 @@ def try_draft(
     name: str, home: Path, data: Any, *, send: bool = False, requester: str = "drafts-test"
 ) -> dict[str, Any]:
     """The exact request a draft would send (method, URL, body, fingerprint), and what the
-    live policy would decide if it were published.  ``send`` runs a *read* draft that
-    passes validation against the configured tenant; writes are only ever shown."""
+    live policy decides for it, evaluated as if the draft were a live action.
+
+    ``send`` sends it only when that decision is ``auto`` and the draft is a read that
+    passes validation; the send itself goes through the same live policy.  A denial raises
+    ``PolicyDenied`` (exit 3, naming the rule), a request the policy would hold raises
+    ``DraftNeedsApproval`` (exit 4: a test never creates a ticket), a write ``DraftError``;
+    nothing is sent in any of these cases.
+    """
     from .executor import Port, live_port_paths
 
     draft = get_draft(name, home)
@@ -272,32 +289,43 @@ def try_draft(
         port=live.port,
         actions=[a for a in live.actions if a.name != name] + [draft.action],
     )
-    with Port(sandbox, load_policy(policy_path), home=home, requester=requester) as port:
+    policy = load_policy(policy_path)  # the live policy: the installed one, else packaged
+    with Port(sandbox, policy, home=home, requester=requester) as port:
         prepared, decision = port.prepare(name, data)
     out: dict[str, Any] = {
         "draft": name,
         "sent": False,
         "request": prepared.to_dict(),
-        "if_published": {"decision": decision.outcome, "rule": decision.rule},
+        "live_decision": {
+            "decision": decision.outcome,
+            "rule": decision.rule,
+            "policy": str(policy_path),
+        },
     }
     if not send:
         return out
-    if not draft.action.is_read:
-        raise DraftError(
-            f"drafts test --send only sends reads; {draft.action.method} {draft.action.route} "
-            "is a write: publish it to run it under the live policy"
-        )
     problems = _problems(draft, home)
     if problems:
         raise DraftError(
             f"draft {name!r} does not pass validation, so it is not sent:\n  "
             + "\n  ".join(problems)
         )
-    only_this = Policy(rules=[Rule(name="draft-test-read", actions=[name], kind="read",
-                                   decision="auto")])  # fmt: skip
-    with Port(sandbox, only_this, home=home, requester=requester) as port:
+    if decision.outcome == "deny":
+        raise PolicyDenied(name, decision.rule, decision.reason)
+    if decision.outcome == "require_approval":
+        raise DraftNeedsApproval(
+            f"draft {name!r}: the live policy holds this request for approval (rule "
+            f"{decision.rule!r}); a dry run cannot send a request that needs approval and "
+            "queues nothing. Publish the draft and run it to ask an operator. Nothing was sent."
+        )
+    if not draft.action.is_read:
+        raise DraftError(
+            f"drafts test --send only sends reads; {draft.action.method} {draft.action.route} "
+            "is a write: publish it to run it under the live policy"
+        )
+    with Port(sandbox, policy, home=home, requester=requester) as port:
         result = port.call(name, data, requester=requester)
-    out["sent"] = True
+    out["sent"] = result.outcome == "sent"
     out["result"] = result.to_dict()
     return out
 
@@ -329,9 +357,15 @@ def _same(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def publish(name: str, home: Path, operator: str) -> dict[str, Any]:
+def publish(
+    name: str, home: Path, operator: str, *, accept_proposals: bool = False
+) -> dict[str, Any]:
     """Add a requested, validated draft to the live port (minor version bump), by an
-    operator who is neither its proposer nor the one who asked for publication."""
+    operator who is neither its proposer nor the one who asked for publication.
+
+    The draft's defaultPolicy is a proposal: without ``accept_proposals`` a new read is
+    denied and a new write held; accepted, a write is still never automatic, and the live
+    policy's rules are kept as they are (see ``catalog.plan_policy``)."""
     with port_lock(home):
         draft = get_draft(name, home)
         if draft.status == "published":
@@ -371,7 +405,8 @@ def publish(name: str, home: Path, operator: str) -> dict[str, Any]:
             },
             f"live port + draft {name}",
         )
-        policy = plan_policy(new, paths)
+        policy = plan_policy(new, paths, live=base, accept_proposals=accept_proposals,
+                             origin=f"drafts publish {name}")  # fmt: skip
         install(new, policy, paths)
         draft.status = "published"
         draft.published = Stamp(by=operator, at=_now(), digest=draft.digest,
@@ -385,6 +420,7 @@ def publish(name: str, home: Path, operator: str) -> dict[str, Any]:
         "from": base.manifest_version,
         "to": new.manifest_version,
         "bootstrapped_from_packaged": current is None,
+        "accept_proposals": accept_proposals,
         **policy.to_dict(),
     }
     record_audit(home, "draft-published", digest=draft.digest, **summary)

@@ -1,13 +1,19 @@
 """The port manifest: one pydantic model for the declarative YAML/JSON action catalog.
 
 A manifest names every route an agent may reach.  Loading is strict on purpose: unknown
-keys, unbounded routes, undeclared route variables and anything that looks like a
-credential are refused with the file, the action and the field in the message.
+keys, unbounded routes, undeclared route variables, admin and permission-management
+routes (the deny-list below) and anything that looks like a credential are refused with
+the file, the action and the field in the message.  Every way into a port goes through
+this model (``--manifest``, the installed port, catalog import, drafts), so the deny-list
+holds everywhere.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,6 +36,7 @@ from .documents import find_credentials, load_document
 from .errors import ManifestError
 
 __all__ = [
+    "ADMIN_SURFACES",
     "PLACEHOLDER_BASE_URL",
     "Action",
     "AuthSpec",
@@ -38,6 +46,7 @@ __all__ = [
     "Publisher",
     "SummarySpec",
     "UpdateSpec",
+    "admin_route_problem",
     "load_manifest",
     "manifest_from_data",
     "manifest_json_schema",
@@ -61,6 +70,134 @@ _SEGMENT_VAR = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 _SAFE_METHODS = frozenset({"GET"})
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
+
+# -- the admin-route deny-list: one place, used by the loader, catalog import and speccheck --
+
+# Matched against the route with every {variable} replaced by "{}", lower-cased.  Any
+# method: reading a permission table is as much an admin surface as writing one.
+ADMIN_SURFACES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (label, re.compile(rx))
+    for label, rx in (
+        ("site administration", r"/admin(-key)?(/|$)"),
+        ("permission management", r"permission"),
+        ("content restrictions", r"/restrictions?(/|$)"),
+        ("role assignments and space roles", r"/(role-assignments|space-roles?|space-role-mode)"),
+        ("classification levels", r"classification-level"),
+        ("redaction", r"/redact(/|$)"),
+        ("data security policies", r"/data-policies(/|$)"),
+        ("user management", r"^/wiki/api/v2/user/access(/|$)"),
+        ("user management", r"^/wiki/rest/api/user/(email|bulk/migration|watch)(/|$)"),
+        ("group management", r"^/wiki/rest/api/group(/|$)"),
+        ("audit log administration", r"^/wiki/rest/api/audit(/|$)"),
+        ("site settings and themes", r"^/wiki/rest/api/settings(/|$)"),
+        ("space settings and themes", r"^/wiki/rest/api/space/\{\}/(settings|theme)(/|$)"),
+        ("app administration", r"/app/properties(/|$)"),
+    )
+)
+# What a letter-capable route variable could be made to say in a position that names a
+# resource (right after the API root or after another variable): the deny-list's words,
+# and the API's own structural segments.
+_SENSITIVE_WORDS = (
+    "admin", "admin-key", "permission", "permissions", "space-permissions", "restriction",
+    "restrictions", "role-assignments", "space-role", "space-roles", "space-role-mode",
+    "classification-level", "classification-levels", "redact", "data-policies", "user",
+    "access", "email", "watch", "group", "audit", "settings", "theme", "app", "properties",
+    "wiki", "rest", "api", "v2",
+)  # fmt: skip
+_ROOT_SEGMENTS = frozenset({"wiki", "rest", "api", "v2"})
+_MAX_VARIANTS = 4096
+
+
+def _surface(shape: str) -> str | None:
+    shape = shape.lower()
+    for label, pattern in ADMIN_SURFACES:
+        if pattern.search(shape):
+            return label
+    return None
+
+
+def _refusal(method: str, route: str, label: str, via: str = "") -> str:
+    return (
+        f"{method} {route} is an admin or permission-management route ({label}){via}; "
+        "Harbor ports do not expose these"
+    ).lstrip()
+
+
+def admin_route_problem(
+    method: str, route: str, path_schema: dict[str, Any] | None = None
+) -> str | None:
+    """Why ``method route`` is (or can be made into) an admin or permission route, or None.
+
+    Harbor ports expose bounded content work, never the tenant's administration:
+    permissions, roles, restrictions, classification, redaction, users and groups.  With
+    the action's path parameter schema, a route variable limited to an ``enum`` is checked
+    with each of its values, and a variable that can carry letters where it would name a
+    resource (after the API root or after another variable) with each deny-listed word it
+    accepts, so ``/wiki/rest/api/space/{key}/{what}`` cannot reach ``.../permission``.
+    """
+    shape = re.sub(r"\{[^}]*\}", "{}", route)
+    label = _surface(shape)
+    if label:
+        return _refusal(method, route, label)
+    if not path_schema:
+        return None
+    segments = route.split("/")
+    options: list[tuple[str, ...]] = []
+    variables: dict[int, str] = {}
+    for i, segment in enumerate(segments):
+        if not (segment.startswith("{") and segment.endswith("}")):
+            options.append((segment,))
+            continue
+        variables[i] = segment[1:-1]
+        prop = (path_schema.get("properties") or {}).get(segment[1:-1])
+        prev = segments[i - 1] if i > 0 else ""
+        naming = prev in _ROOT_SEGMENTS or (prev.startswith("{") and prev.endswith("}"))
+        options.append(("{}", *_variable_values(prop, naming)))
+    if all(len(values) == 1 for values in options):
+        return None
+    if math.prod(len(values) for values in options) <= _MAX_VARIANTS:
+        candidates: Iterable[Sequence[str]] = itertools.product(*options)
+    else:  # too many combinations: each variable on its own, the others left as "{}"
+        candidates = (
+            [value if j == i else o[0] for j, o in enumerate(options)]
+            for i in variables
+            for value in options[i][1:]
+        )
+    for combo in candidates:
+        label = _surface("/".join(combo))
+        if label:
+            via = ", ".join(f"{{{name}}}={combo[i]!r}" for i, name in variables.items()
+                            if combo[i] != "{}")  # fmt: skip
+            return _refusal(method, route, label, f" when {via}")
+    return None
+
+
+def _variable_values(prop: Any, naming: bool) -> tuple[str, ...]:
+    """The concrete values a route variable's schema admits that matter to the deny-list."""
+    if not isinstance(prop, dict):
+        return ()
+    if "enum" in prop:
+        return tuple(str(v) for v in prop["enum"] if isinstance(v, str | int))
+    if "const" in prop:
+        return (str(prop["const"]),)
+    if not naming or prop.get("type") != "string":
+        return ()
+    pattern = prop.get("pattern")
+    try:
+        compiled = re.compile(pattern) if isinstance(pattern, str) else None
+    except re.error:
+        compiled = None
+    low, high = prop.get("minLength", 0), prop.get("maxLength")
+    out = []
+    for word in _SENSITIVE_WORDS:
+        for variant in (word, word.upper(), word.capitalize()):
+            if len(variant) < low or (high is not None and len(variant) > high):
+                continue
+            if compiled is None or compiled.search(variant):
+                out.append(variant)
+                break
+    return tuple(out)
 
 
 class _Model(BaseModel):
@@ -208,8 +345,11 @@ class Action(_Model):
 
     @field_validator("route")
     @classmethod
-    def _bounded_route(cls, v: str) -> str:
+    def _bounded_route(cls, v: str, info: ValidationInfo) -> str:
         check_route(v)
+        problem = admin_route_problem(str(info.data.get("method", "")), v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @model_validator(mode="after")
@@ -253,6 +393,9 @@ class Action(_Model):
                 raise ValueError("update builds body.version itself: do not declare it")
         if self.method == "GET" and self.request_body_mode != "none":
             raise ValueError("GET actions cannot take a body")
+        problem = admin_route_problem(self.method, self.route, path)
+        if problem:
+            raise ValueError(f"route: {problem}")
         return self
 
     @property
@@ -405,10 +548,13 @@ def _describe(exc: ValidationError, data: dict[str, Any]) -> list[str]:
             name = raw.get("name") if isinstance(raw, dict) else None
             where = f"action {name!r} (actions[{loc[1]}]) " if name else f"actions[{loc[1]}] "
             loc = loc[2:]
-        field = ".".join(str(p) for p in loc) or "(document)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        if not loc and where:  # a rule over the whole action: the message names the fields
+            out.append(f"{where.rstrip()}: {msg}")
+            continue
+        field = ".".join(str(p) for p in loc) or "(document)"
         out.append(f"{where}field {field}: {msg}")
     return out
 

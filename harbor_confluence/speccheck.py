@@ -1,4 +1,4 @@
-"""Checks of an action against Atlassian's OpenAPI documents, and the admin-route deny-list.
+"""Checks of an action against Atlassian's OpenAPI documents (and the admin-route deny-list).
 
 The manifest loader proves a route is *bounded*; these checks prove it is *the route
 Atlassian documents*, no wider than documented, and not an administration surface.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .manifest import Action, route_variables
+from .manifest import Action, admin_route_problem, route_variables
 
 __all__ = [
     "ENV_SPEC_DIR",
@@ -46,45 +46,10 @@ _V1_PREFIX = "/wiki/rest/api/"
 _MAX_DEPTH = 32
 
 
-# -- the deny-list: one place, shared by catalog import and drafts ------------------------
-
-# Matched against the route with every {variable} replaced by "{}", lower-cased.  Any
-# method: reading a permission table is as much an admin surface as writing one.
-_ADMIN_SURFACES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (label, re.compile(rx))
-    for label, rx in (
-        ("site administration", r"/admin(-key)?(/|$)"),
-        ("permission management", r"permission"),
-        ("content restrictions", r"/restrictions?(/|$)"),
-        ("role assignments and space roles", r"/(role-assignments|space-roles?|space-role-mode)"),
-        ("classification levels", r"classification-level"),
-        ("redaction", r"/redact(/|$)"),
-        ("data security policies", r"/data-policies(/|$)"),
-        ("user management", r"^/wiki/api/v2/user/access(/|$)"),
-        ("user management", r"^/wiki/rest/api/user/(email|bulk/migration|watch)(/|$)"),
-        ("group management", r"^/wiki/rest/api/group(/|$)"),
-        ("audit log administration", r"^/wiki/rest/api/audit(/|$)"),
-        ("site settings and themes", r"^/wiki/rest/api/settings(/|$)"),
-        ("space settings and themes", r"^/wiki/rest/api/space/\{\}/(settings|theme)(/|$)"),
-        ("app administration", r"/app/properties(/|$)"),
-    )
-)
-
-
-def admin_route_problem(method: str, route: str) -> str | None:
-    """Why ``method route`` is an admin or permission-management route, or None.
-
-    Harbor ports expose bounded content work, never the tenant's administration:
-    permissions, roles, restrictions, classification, redaction, users and groups.
-    """
-    shape = re.sub(r"\{[^}]*\}", "{}", route).lower()
-    for label, pattern in _ADMIN_SURFACES:
-        if pattern.search(shape):
-            return (
-                f"{method} {route} is an admin or permission-management route ({label}); "
-                "Harbor ports do not expose these"
-            )
-    return None
+# -- the deny-list ----------------------------------------------------------------------
+# It lives in manifest.py (``admin_route_problem``) so that the manifest loader applies it
+# to every manifest (``--manifest``, the installed port, catalog import, drafts) without
+# importing this module; check_action reports it too, for actions built without the loader.
 
 
 # -- route variables that could carry a path ---------------------------------------------
@@ -349,7 +314,7 @@ def check_action(
     tighter bounds are fine, wider ones and undocumented parameters are not.
     """
     problems: list[str] = []
-    admin = admin_route_problem(action.method, action.route)
+    admin = admin_route_problem(action.method, action.route, action.parameters.path)
     if admin:
         problems.append(admin)
     problems.extend(path_variable_problems(action))

@@ -134,12 +134,13 @@ def test_imported_port_is_what_port_load_uses(
     cli: Cli, home: Path, tmp_path: Path, document: dict[str, Any]
 ) -> None:
     doc = small(document, "7.0.0", "get-page", "search-pages")
-    assert cli("catalog", "import", str(write(tmp_path / "d.json", doc))).code == 0
+    assert cli("catalog", "import", str(write(tmp_path / "d.json", doc)), "--yes").code == 0
     names = [row["name"] for row in cli("actions", "--json").json()]
     assert sorted(names) == ["get-page", "search-pages"]
     with Port.load(home=home) as port:
         assert port.manifest.manifest_version == "7.0.0"
-        assert port.policy.static_decision(port.action("get-page"))[0].rule == "catalog-auto"
+        # the live policy starts as the packaged one: its rules decide, not defaultPolicy
+        assert port.policy.static_decision(port.action("get-page"))[0].rule == "reads-auto"
     packaged = cli("actions", "--json", "--manifest", str(default_manifest_path())).json()
     assert len(packaged) == len(document["actions"])  # an explicit manifest still wins
 
@@ -225,7 +226,7 @@ def test_same_version_with_different_content_is_refused(
     cli: Cli, home: Path, tmp_path: Path, document: dict[str, Any]
 ) -> None:
     first = small(document, "2.0.0", "get-page", "search-pages")
-    assert cli("catalog", "import", str(write(tmp_path / "a.json", first))).code == 0
+    assert cli("catalog", "import", str(write(tmp_path / "a.json", first)), "--yes").code == 0
     installed = (home / "port" / "manifest.json").read_bytes()
     policy = (home / "port" / "policy.yaml").read_bytes()
 
@@ -271,7 +272,7 @@ def test_higher_version_shows_the_diff_and_needs_confirmation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = small(document, "2.0.0", "get-page", "search-pages", "create-page")
-    assert cli("catalog", "import", str(write(tmp_path / "a.json", first))).code == 0
+    assert cli("catalog", "import", str(write(tmp_path / "a.json", first)), "--yes").code == 0
     installed = (home / "port" / "manifest.json").read_bytes()
     upgrade = write(tmp_path / "b.json", _upgrade(document))
 
@@ -285,6 +286,9 @@ def test_higher_version_shows_the_diff_and_needs_confirmation(
         "~ get-page",
         "defaultPolicy: auto -> require_approval",
         "parameters.query: removed ",
+        "+ fetch-space (new read): deny (rule default-deny); proposal auto not accepted",
+        "= get-page (read): auto (rule reads-auto); proposal require_approval not accepted",
+        "re-run with --accept-proposals",
     ):
         assert line in scripted.err, line
     assert (home / "port" / "manifest.json").read_bytes() == installed
@@ -295,7 +299,7 @@ def test_higher_version_shows_the_diff_and_needs_confirmation(
     assert (home / "port" / "manifest.json").read_bytes() == installed
 
     monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
-    accepted = cli("catalog", "import", str(upgrade), "--json")
+    accepted = cli("catalog", "import", str(upgrade), "--accept-proposals", "--json")
     assert accepted.code == 0, accepted.out
     body = accepted.json()
     assert body["kind"] == "upgrade" and body["to"] == "2.1.0"
@@ -303,7 +307,11 @@ def test_higher_version_shows_the_diff_and_needs_confirmation(
     assert [a["name"] for a in body["diff"]["removed"]] == ["search-pages"]
     rows = {r["name"]: r for r in cli("actions", "--json").json()}
     assert set(rows) == {"get-page", "create-page", "fetch-space"}
-    assert rows["get-page"]["decision"] == "require_approval"  # the regenerated policy
+    assert rows["get-page"]["decision"] == "require_approval"  # an accepted, tighter proposal
+    assert rows["fetch-space"]["decision"] == "auto"  # a new read, proposal accepted
+    assert rows["create-page"]["decision"] == "require_approval"
+    changes = {c["action"]: c for c in body["policy_changes"]}
+    assert changes["fetch-space"]["status"] == "new" and changes["fetch-space"]["proposal_accepted"]
     upgrade_event = records(home, "catalog-import")[-1]
     assert upgrade_event["kind"] == "upgrade" and upgrade_event["removed"] == ["search-pages"]
 
@@ -312,7 +320,7 @@ def test_lower_version_needs_force(
     cli: Cli, home: Path, tmp_path: Path, document: dict[str, Any]
 ) -> None:
     newest = write(tmp_path / "a.json", small(document, "3.0.0", "get-page"))
-    assert cli("catalog", "import", str(newest)).code == 0
+    assert cli("catalog", "import", str(newest), "--yes").code == 0
     older = write(tmp_path / "old.json", small(document, "2.9.0", "get-page", "search-pages"))
     refused = cli("catalog", "import", str(older), "--yes")
     assert refused.code == 2
@@ -326,10 +334,11 @@ def test_an_edited_policy_is_kept_and_gaps_are_named(
     cli: Cli, home: Path, tmp_path: Path, document: dict[str, Any]
 ) -> None:
     first = write(tmp_path / "a.json", small(document, "1.0.0", "get-page"))
-    assert cli("catalog", "import", str(first)).code == 0
+    assert cli("catalog", "import", str(first), "--yes").code == 0
     mine = "version: 1\nrules:\n  - {name: mine, actions: [get-page], decision: auto}\n"
     (home / "port" / "policy.yaml").write_text(mine)
-    newer = write(tmp_path / "b.json", small(document, "1.1.0", "get-page", "get-space"))
+    # (1.1.0 would be refused: it is the packaged port's version, with other content)
+    newer = write(tmp_path / "b.json", small(document, "1.0.1", "get-page", "get-space"))
     result = cli("catalog", "import", str(newer), "--yes")
     assert result.code == 0, result.err
     assert "policy: kept (edited by the operator)" in result.out

@@ -118,15 +118,15 @@ def test_draft_lifecycle(
     assert request["method"] == "GET" and request["url"] == url
     assert request["fingerprint"] == hashlib.sha256(f"GET\n{url}\n".encode()).hexdigest()
     assert dry.json()["sent"] is False
-    assert dry.json()["if_published"] == {"decision": "deny", "rule": "default-deny"}
+    live = dry.json()["live_decision"]
+    assert (live["decision"], live["rule"]) == ("deny", "default-deny")
     assert sim.request_count == 0
 
-    # test --send: against the simulator
+    # test --send is decided by the live policy, which names no such action: refused
     sent = cli("drafts", "test", "lookup-space", "--input", json.dumps(data), "--send", "--json")
-    assert sent.code == 0, sent.out
-    assert sent.json()["result"]["ok"] is True
-    assert sent.json()["result"]["summary"]["key"] == "ENG"
-    assert [(e.method, e.path) for e in sim.exchanges] == [("GET", f"/wiki/api/v2/spaces/{SPACE}")]
+    assert sent.code == 3, sent.out
+    assert sent.json()["error"]["rule"] == "default-deny"
+    assert sim.request_count == 0
 
     # request publication; the proposer cannot publish it
     asked = cli("drafts", "request-publish", "lookup-space", "--as", "agent-7")
@@ -138,12 +138,16 @@ def test_draft_lifecycle(
 
     # an operator publishes it: minor version bump, live, callable
     packaged = load_manifest(default_manifest_path()).manifest_version
-    published = cli("drafts", "publish", "lookup-space", "--as", "alice", "--json")
+    published = cli(
+        "drafts", "publish", "lookup-space", "--as", "alice", "--accept-proposals", "--json"
+    )
     assert published.code == 0, published.out
     out = published.json()
     assert out["from"] == packaged and out["to"] == bump_minor(packaged)
     assert out["published_by"] == "alice" and out["proposer"] == "agent-7"
+    assert out["policy"] == "installed from the packaged policy, 1 rule added"
     rows = {row["name"]: row for row in cli("actions", "--json").json()}
+    assert rows["delete-page"]["decision"] == "require_approval"  # packaged rules kept
     assert rows["lookup-space"]["decision"] == "auto"
     assert "peek-page" not in rows
     ran = cli("run", "lookup-space", "--input", json.dumps({"path": {"id": SPACE}}), "--json")
@@ -184,10 +188,14 @@ def test_admin_and_unknown_routes_fail_validation(cli: Cli, home: Path, tmp_path
         scopes=["read:space.permission:confluence"],
     )
     unknown = draft(name="space-gizmos", route="/wiki/api/v2/spaces/{id}/gizmos")
-    for data in (admin, unknown):
-        assert cli("drafts", "propose", write(tmp_path, data)).code == 0
-    perms = cli("drafts", "validate", "space-perms", "--json").json()["error"]["problems"]
-    assert any("admin or permission-management route (permission management)" in p for p in perms)
+    # an admin route is refused as soon as it is proposed, by the manifest rules themselves
+    perms = cli("drafts", "propose", write(tmp_path, admin), "--json")
+    assert perms.code == 2
+    (problem,) = perms.json()["error"]["problems"]
+    assert problem.startswith("field route: GET /wiki/api/v2/spaces/{id}/permissions is an admin")
+    assert "(permission management)" in problem
+    assert cli("drafts", "list", "--json").json() == []
+    assert cli("drafts", "propose", write(tmp_path, unknown)).code == 0
     gizmos = cli("drafts", "validate", "space-gizmos", "--json").json()["error"]["problems"]
     assert gizmos == [
         "route /wiki/api/v2/spaces/{id}/gizmos is not in Atlassian's v2 OpenAPI document"
@@ -223,10 +231,28 @@ def test_write_drafts_are_shown_not_sent(
     assert dry.code == 0
     assert f"POST {sim.url}/wiki/api/v2/pages" in dry.out
     assert '"title": "Child"' in dry.out and "fingerprint: " in dry.out
-    sent = cli(
-        "drafts", "test", "create-child-page", "--input", json.dumps({"body": body}), "--send"
+    send = ("drafts", "test", "create-child-page", "--input", json.dumps({"body": body}), "--send")
+    denied = cli(*send)  # the live (packaged) policy names no such action
+    assert denied.code == 3 and "denied by policy rule 'default-deny'" in denied.err
+    assert sim.request_count == 0
+
+    # a live policy that holds it: exit 4, nothing sent, nothing queued
+    assert cli("catalog", "export", "-o", str(tmp_path / "hub.json")).code == 0
+    assert cli("catalog", "import", str(tmp_path / "hub.json")).code == 0
+    (home / "port" / "policy.yaml").write_text(
+        "version: 1\nrules:\n  - {name: hold-it, actions: [create-child-page], "
+        "decision: require_approval}\n"
     )
-    assert sent.code == 2 and "only sends reads" in sent.err
+    held = cli(*send)
+    assert held.code == 4
+    assert "rule 'hold-it'" in held.err and "cannot send a request that needs approval" in held.err
+    assert events(home, "held") == []  # no ticket was queued
+    # even a policy that would send it: drafts test never sends a write
+    (home / "port" / "policy.yaml").write_text(
+        "version: 1\nrules:\n  - {name: all-auto, decision: auto}\n"
+    )
+    auto = cli(*send)
+    assert auto.code == 2 and "only sends reads" in auto.err
     assert sim.request_count == 0
 
 
@@ -271,7 +297,7 @@ def test_publish_keeps_an_edited_policy(cli: Cli, home: Path, tmp_path: Path) ->
     result = cli("drafts", "publish", "lookup-space", "--as", "alice", "--json")
     assert result.code == 0, result.out
     assert result.json()["policy"] == "kept (edited by the operator)"
-    assert "lookup-space" in result.json()["denied_by_kept_policy"]
+    assert "lookup-space" in result.json()["denied_by_policy"]  # proposal not accepted
     assert (home / "port" / "policy.yaml").read_text() == mine
 
 

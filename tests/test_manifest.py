@@ -186,3 +186,27 @@ def test_nested_body_objects_are_closed() -> None:
     assert body is not None
     assert body["additionalProperties"] is False
     assert body["properties"]["body"]["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("route", "rule"),
+    [
+        ("/wiki/rest/api/space/{id}/permission", "permission management"),
+        ("/wiki/api/v2/spaces/{id}/permissions", "permission management"),
+        ("/wiki/rest/api/space/{id}/permission/custom-content", "permission management"),
+        ("/wiki/api/v2/pages/{id}/classification-level", "classification levels"),
+        ("/wiki/rest/api/content/{id}/restriction", "content restrictions"),
+    ],
+)
+def test_admin_and_permission_routes_are_refused_by_the_loader(
+    raw: dict[str, Any], tmp_path: Path, route: str, rule: str
+) -> None:
+    _action(raw, "get-page")["route"] = route
+    f = tmp_path / "m.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(f)
+    assert info.value.source == str(f)
+    (problem,) = info.value.problems
+    assert problem.startswith("action 'get-page' (actions[1]) field route: GET " + route)
+    assert f"is an admin or permission-management route ({rule})" in problem

@@ -95,7 +95,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     home = state_dir()
     operator = operator_identity(args.as_)
     try:
-        plan = plan_import(args.file, home, force=args.force)
+        plan = plan_import(
+            args.file, home, force=args.force, accept_proposals=args.accept_proposals
+        )
     except HarborError as exc:
         problems = list(exc.problems) if isinstance(exc, ManifestError) else [str(exc)]
         record_audit(
@@ -110,18 +112,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             "with the same content; nothing to do",
         )
         return EXIT_OK
-    if plan.needs_confirmation and plan.diff is not None:
-        header = "downgrade (--force)" if plan.kind == "downgrade" else "upgrade"
-        _confirm(
-            args,
-            f"{header} of the live port {plan.manifest.port.name}:\n"
-            + "\n".join(plan.diff.lines()),
-        )
+    plan_text = "\n".join(plan.lines())
+    if plan.needs_confirmation:
+        _confirm(args, plan_text)
     result = apply_import(plan, home, operator=operator)
     lines = [
         f"installed {plan.manifest.port.name} {plan.manifest.manifest_version} "
         f"({len(plan.manifest.actions)} actions) from {args.file} as the live port",
-        f"policy: {result['policy']}",
+        *plan.policy.lines(),
     ]
     if plan.policy.uncovered:
         uncovered = ", ".join(plan.policy.uncovered)
@@ -189,9 +187,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i = csub.add_parser(
         "import", parents=[common], help="validate a hub document and install it as the live port"
     )
+    i.epilog = (
+        "A document's defaultPolicy values are proposals. The live policy (the packaged one "
+        "before the first install) is only ever added to: a new read is denied and a new "
+        "write held unless you pass --accept-proposals, and even then a write is never "
+        "automatic and no decision the live policy makes is loosened. A version already "
+        "installed or packaged with other content is refused (exit 2): bump manifestVersion."
+    )
     i.add_argument("file")
-    i.add_argument("--yes", action="store_true", help="apply a version change without asking")
+    i.add_argument("--yes", action="store_true", help="apply the shown changes without asking")
     i.add_argument("--force", action="store_true", help="allow a lower version (a downgrade)")
+    i.add_argument(
+        "--accept-proposals",
+        action="store_true",
+        help="accept the document's defaultPolicy proposals where they do not loosen the live "
+        "policy (a write is never auto)",
+    )
     i.add_argument("--as", dest="as_", metavar="NAME", help="operator identity for the audit log")
     i.set_defaults(func=cmd_import)
     s = csub.add_parser("status", parents=[common], help="where the live port comes from")

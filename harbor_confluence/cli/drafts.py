@@ -104,17 +104,21 @@ def cmd_test(args: argparse.Namespace) -> int:
     requester = _identity(args.as_)
     out = try_draft(args.name, _home(args), data, send=args.send, requester=requester)
     req = out["request"]
+    live = out["live_decision"]
     lines = [
         f"{req['method']} {req['url']}",
         *([f"body: {json.dumps(req['body'], ensure_ascii=False)}"] if "body" in req else []),
         f"fingerprint: {req['fingerprint']}",
-        f"if published, the live policy decides: {out['if_published']['decision']} "
-        f"(rule {out['if_published']['rule']})",
+        f"the live policy decides: {live['decision']} (rule {live['rule']})",
     ]
     if out["sent"]:
         lines.append("result: " + json.dumps(out["result"], indent=2, ensure_ascii=False))
+    elif "result" in out:
+        lines.append("not sent: " + json.dumps(out["result"], indent=2, ensure_ascii=False))
     else:
-        lines.append("dry run: nothing was sent (--send runs a validated read draft)")
+        lines.append(
+            "dry run: nothing was sent (--send sends a validated read the live policy allows)"
+        )
     emit(args, out, "\n".join(lines))
     return EXIT_OK
 
@@ -142,18 +146,31 @@ def cmd_publish(args: argparse.Namespace) -> int:
             "identity_required",
             "drafts publish needs the publishing operator's identity: --as OPERATOR",
         )
-    out = publish(args.name, _home(args), _identity(args.as_))
+    out = publish(
+        args.name, _home(args), _identity(args.as_), accept_proposals=args.accept_proposals
+    )
     lines = [
         f"published {out['draft']} into {out['port']} {out['to']} (was {out['from']}) "
         f"by {out['published_by']}; proposed by {out['proposer']}",
         f"policy: {out['policy']}",
+        *(_change_line(c) for c in out["policy_changes"]),
     ]
-    if out["denied_by_kept_policy"]:
+    if out["denied_by_policy"]:
         lines.append(
-            "denied by your policy until you add rules: " + ", ".join(out["denied_by_kept_policy"])
+            "denied by your policy until you add rules"
+            + ("" if args.accept_proposals else " or publish with --accept-proposals")
+            + ": "
+            + ", ".join(out["denied_by_policy"])
         )
     emit(args, out, "\n".join(lines))
     return EXIT_OK
+
+
+def _change_line(change: dict[str, Any]) -> str:
+    return (
+        f"  {change['action']} ({change['status']} {change['kind']}): {change['after']}; "
+        f"{change['note']}"
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -176,10 +193,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("name")
     c = cmd("validate", cmd_validate, "manifest rules + Atlassian's OpenAPI document + deny-list")
     c.add_argument("name")
-    c = cmd("test", cmd_test, "show the exact request (dry run), or --send a validated read")
+    c = cmd(
+        "test",
+        cmd_test,
+        "show the exact request and the live policy's decision (dry run), or --send a "
+        "validated read the live policy allows",
+    )
+    c.epilog = (
+        "--send is decided by the live policy (the installed port's, else the packaged one) "
+        "as if the draft were a live action: only an auto decision sends. Exit 3: the policy "
+        "denies it (the rule is named); exit 4: the policy would hold it for approval (a test "
+        "never queues a ticket); exit 2: invalid draft or a write. Nothing is sent then."
+    )
     c.add_argument("name")
     c.add_argument("--input", "-i", help='{"path":{},"query":{},"body":{}} as JSON, @file or -')
-    c.add_argument("--send", action="store_true", help="send it to the tenant (reads only)")
+    c.add_argument(
+        "--send",
+        action="store_true",
+        help="send it to the tenant: reads only, and only if the live policy says auto "
+        "(exit 3 denied, 4 needs approval; nothing sent)",
+    )
     c.add_argument("--as", dest="as_", metavar="NAME", help="who is testing")
     c = cmd("request-publish", cmd_request_publish, "ask an operator to publish a validated draft")
     c.add_argument("name")
@@ -187,3 +220,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c = cmd("publish", cmd_publish, "add a requested draft to the live port (another operator)")
     c.add_argument("name")
     c.add_argument("--as", dest="as_", metavar="OPERATOR", help="publishing operator (required)")
+    c.add_argument(
+        "--accept-proposals",
+        action="store_true",
+        help="accept the draft's defaultPolicy (a write is still never automatic and no live "
+        "decision is loosened); without it a new read is denied and a new write held",
+    )
