@@ -12,6 +12,16 @@ decided by policy before anything leaves, and results come back as compact summa
         kit.definitions("openai")                # denied actions are left out
         kit.call("get-page", {"id": "98391"})    # flat arguments; a ToolReply back
 
+On a node (an agent with a shell must not own the policy or the queue) the same calls go
+through an authenticated client; operators use its ``reviews`` and ``audit`` services:
+
+    from harbor_confluence import connect
+    client = connect()                 # NodeClient when HARBOR_NODE_URL/_SOCKET is set
+    client.call("get-page", {"path": {"id": "98391"}})
+    client.reviews.approve("t_...")    # an operator token; an agent token gets Forbidden
+
+Every refusal is a ``HarborError`` with a stable ``code`` and ``exit_code``.
+
 Names are imported on first use (PEP 562) so that the CLI, which agents spawn as a
 subprocess, does not pay for modules a command does not need.
 """
@@ -22,8 +32,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .audit import AuditLog
-    from .credentials import Credential
+    from .audit import AuditError, AuditLog
+    from .catalog import CatalogRefused
+    from .credentials import Credential, ReconnectRequired
+    from .drafts import DraftDenied, DraftError
     from .errors import (
         EXIT_DENIED,
         EXIT_ERROR,
@@ -31,21 +43,34 @@ if TYPE_CHECKING:
         EXIT_INVALID,
         EXIT_OK,
         EXIT_UPSTREAM,
+        AuthError,
         ConfigError,
+        Forbidden,
         HarborError,
         InputError,
         ManifestError,
+        NodeUnavailable,
         PolicyDenied,
         ReadFailed,
+        RemoteError,
         Violation,
     )
     from .executor import ActionInfo, Port
     from .manifest import Action, Manifest, load_manifest
+    from .node.client import NodeAudit, NodeClient, NodeReviews, connect
     from .pagination import Pagination
     from .paths import default_manifest_path, default_policy_path, live_port_paths
     from .policy import Decision, Policy, load_policy
-    from .queue import ReviewQueue, Ticket
+    from .queue import (
+        QueueError,
+        QueueInputError,
+        QueueRefused,
+        ReviewQueue,
+        Ticket,
+        TicketNotFound,
+    )
     from .request import PreparedRequest
+    from .reviews import Reviews
     from .summary import Result
     from .tools import Toolkit, ToolReply, ToolSpec
 
@@ -63,7 +88,25 @@ _WHERE = {
     "EXIT_INVALID": "errors",
     "EXIT_OK": "errors",
     "EXIT_UPSTREAM": "errors",
+    "AuthError": "errors",
     "ConfigError": "errors",
+    "Forbidden": "errors",
+    "NodeUnavailable": "errors",
+    "RemoteError": "errors",
+    "NodeAudit": "node.client",
+    "NodeClient": "node.client",
+    "NodeReviews": "node.client",
+    "connect": "node.client",
+    "QueueError": "queue",
+    "QueueInputError": "queue",
+    "AuditError": "audit",
+    "CatalogRefused": "catalog",
+    "DraftError": "drafts",
+    "DraftDenied": "drafts",
+    "ReconnectRequired": "credentials",
+    "QueueRefused": "queue",
+    "TicketNotFound": "queue",
+    "Reviews": "reviews",
     "HarborError": "errors",
     "InputError": "errors",
     "ManifestError": "errors",
@@ -97,27 +140,45 @@ __all__ = [
     "EXIT_UPSTREAM",
     "Action",
     "ActionInfo",
+    "AuditError",
     "AuditLog",
+    "AuthError",
+    "CatalogRefused",
     "ConfigError",
     "Credential",
     "Decision",
+    "DraftDenied",
+    "DraftError",
+    "Forbidden",
     "HarborError",
     "InputError",
     "Manifest",
     "ManifestError",
+    "NodeAudit",
+    "NodeClient",
+    "NodeReviews",
+    "NodeUnavailable",
     "Pagination",
     "Policy",
     "PolicyDenied",
     "Port",
     "PreparedRequest",
+    "QueueError",
+    "QueueInputError",
+    "QueueRefused",
     "ReadFailed",
+    "ReconnectRequired",
+    "RemoteError",
     "Result",
     "ReviewQueue",
+    "Reviews",
     "Ticket",
+    "TicketNotFound",
     "ToolReply",
     "ToolSpec",
     "Toolkit",
     "Violation",
+    "connect",
     "default_manifest_path",
     "default_policy_path",
     "live_port_paths",

@@ -17,13 +17,18 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_OK",
     "EXIT_UPSTREAM",
+    "AuthError",
     "ConfigError",
+    "Forbidden",
     "HarborError",
     "InputError",
     "ManifestError",
+    "NodeUnavailable",
     "PolicyDenied",
     "ReadFailed",
+    "RemoteError",
     "Violation",
+    "error_from_dict",
 ]
 
 EXIT_OK = 0
@@ -152,3 +157,79 @@ class ReadFailed(HarborError):
         if self.status is not None:
             out["status"] = self.status
         return out
+
+
+class AuthError(HarborError):
+    """A node refused the caller: no token, an unknown token or a revoked one.
+
+    The message never repeats the token; nothing was sent.
+    """
+
+    code = "unauthenticated"
+    exit_code = EXIT_DENIED
+
+
+class Forbidden(HarborError):
+    """The caller's identity may not do this (an agent token approving, say)."""
+
+    code = "forbidden"
+    exit_code = EXIT_DENIED
+
+
+class NodeUnavailable(ConfigError):
+    """The node could not be reached (socket missing, connection refused, bad answer)."""
+
+    code = "node_unavailable"
+
+
+class RemoteError(HarborError):
+    """A refusal the node reported whose class has no richer local form.
+
+    It keeps the node's ``code``, exit code and payload, so callers branch on ``code``
+    exactly as they would on the embedded error.
+    """
+
+    def __init__(self, payload: dict[str, Any], exit_code: int) -> None:
+        super().__init__(str(payload.get("message") or payload.get("code") or "error"))
+        self.code = str(payload.get("code") or "error")
+        self.exit_code = exit_code
+        self.payload = dict(payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.payload)
+
+
+def error_from_dict(payload: dict[str, Any], exit_code: int | None = None) -> HarborError:
+    """Rebuild the error a node reported (``HarborError.to_dict()`` on the wire).
+
+    The common refusals come back as their own classes so that ``except InputError``
+    works the same embedded and over a node; anything else is a :class:`RemoteError`.
+    """
+    code = str(payload.get("code") or "error")
+    message = str(payload.get("message") or code)
+    if code == InputError.code and isinstance(payload.get("violations"), list):
+        violations = [
+            Violation(str(v.get("field", "")), str(v.get("rule", "")), str(v.get("message", "")))
+            for v in payload["violations"]
+            if isinstance(v, dict)
+        ]
+        return InputError(str(payload.get("action", "")), violations)
+    if code == PolicyDenied.code and "rule" in payload:
+        reason = payload.get("reason")
+        return PolicyDenied(
+            str(payload.get("action", "")),
+            str(payload["rule"]),
+            None if reason is None else str(reason),
+        )
+    if code == ManifestError.code and isinstance(payload.get("problems"), list):
+        return ManifestError(str(payload.get("source", "")), [str(p) for p in payload["problems"]])
+    simple: dict[str, type[HarborError]] = {
+        AuthError.code: AuthError,
+        Forbidden.code: Forbidden,
+        ConfigError.code: ConfigError,
+        NodeUnavailable.code: NodeUnavailable,
+    }
+    cls = simple.get(code)
+    if cls is not None:
+        return cls(message)
+    return RemoteError(payload, EXIT_ERROR if exit_code is None else exit_code)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,14 +20,17 @@ from .config import LocalConfig, state_dir
 from .credentials import Credential
 from .errors import ConfigError, HarborError, PolicyDenied, ReadFailed
 from .manifest import Action, Manifest, load_manifest
-from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination
+from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination, paging_mode
 from .paths import default_manifest_path, default_policy_path, live_port_paths
 from .policy import Decision, Policy, load_policy
 from .queue import ReviewQueue, Ticket, default_operator
 from .request import PreparedRequest, RequestBuilder, Target
+
+if TYPE_CHECKING:
+    from .reviews import Reviews
 from .review import lease_seconds, outcome_of, stored_result, vet_stored_request
 from .summary import Result, Summarizer, upstream_message
-from .transport import RetryPolicy, SendFailure, asend, send
+from .transport import HttpClients, RetryPolicy, SendFailure, asend, send
 from .updates import ReadOutcome, ReadPlan, conflict_error, page_diff_summary
 from .validation import InputValidator
 
@@ -79,7 +81,7 @@ class _Compiled:
         self.summarizer = Summarizer(action)
 
 
-class Port:
+class Port(HttpClients):
     """A loaded port: manifest, policy, local config, credential, queue and HTTP clients."""
 
     def __init__(
@@ -121,8 +123,6 @@ class Port:
         self._target: Target | None = None
         self._queue: ReviewQueue | None = None
         self._audit: AuditLog | None = None
-        self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
 
     # -- construction -------------------------------------------------------------
 
@@ -146,6 +146,15 @@ class Port:
         if not isinstance(policy, Policy):
             policy = load_policy(policy or live_policy or default_policy_path())
         return cls(manifest, policy, **kwargs)
+
+    def use(self, manifest: Manifest | None = None, policy: Policy | None = None) -> None:
+        """Swap in a new live manifest and/or policy (a node picking up an import, a
+        publish or ``node policy set``); compiled actions are rebuilt on next use."""
+        if manifest is not None:
+            self.manifest = manifest
+            self._compiled = {}
+        if policy is not None:
+            self.policy = policy
 
     def __repr__(self) -> str:
         return (
@@ -190,6 +199,7 @@ class Port:
             "conditional_rules": conditional,
             "parameters": a.parameters.model_dump(exclude_none=True),
             "summary_fields": list(a.summary.fields),
+            "paging": paging_mode(a),
         }
 
     # -- the pipeline ---------------------------------------------------------------
@@ -452,6 +462,13 @@ class Port:
         """A held request, as the operator sees it (never with a credential)."""
         return self.queue.get(ticket_id)
 
+    def reviews(self, operator: str | None = None) -> Reviews:
+        """The operator's side of this port's queue, as ``operator`` (asserted here:
+        embedded mode trusts its user; a node proves it with a token)."""
+        from .reviews import Reviews
+
+        return Reviews(self.queue, operator or default_operator(), lambda: self)
+
     # -- the review queue -------------------------------------------------------------
     # Operators approve, reject and reconcile; agents poll status() and may cancel.
 
@@ -565,51 +582,18 @@ class Port:
             return None
         return credential.bind(self.target().origin)
 
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(
-                timeout=self._timeout, follow_redirects=False, transport=self._transport
-            )
-        return self._client
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=self._timeout, follow_redirects=False, transport=self._transport
+        )
 
-    @property
-    def aclient(self) -> httpx.AsyncClient:
-        if self._aclient is None:
-            self._aclient = httpx.AsyncClient(
-                timeout=self._timeout,
-                follow_redirects=False,
-                transport=self._async_transport,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-            )
-        return self._aclient
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
-        self.close()
-
-    def __enter__(self) -> Port:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Port:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+    def _new_aclient(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self._timeout,
+            follow_redirects=False,
+            transport=self._async_transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        )
 
 
 def _with_diff(

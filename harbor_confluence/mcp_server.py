@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -41,9 +41,28 @@ from .tools import APPROVAL_TOOL, ToolReply
 if TYPE_CHECKING:
     from mcp.server.session import ServerSession
 
-    from .tools import Toolkit
 
-__all__ = ["DEFAULT_HTTP_PORT", "LOOPBACK", "ToolServer", "client_requester"]
+class Toolkit(Protocol):
+    """What the server needs of its tools: a :class:`~harbor_confluence.tools.Toolkit`,
+    or a node client's bridge to the node's tools (``NodeToolkit``)."""
+
+    def definitions(self, format: Any = "mcp") -> list[dict[str, Any]]: ...
+
+    async def acall(
+        self, name: str, arguments: Any = None, *, requester: str | None = None
+    ) -> ToolReply: ...
+
+    async def aclose(self) -> None: ...
+
+
+__all__ = [
+    "DEFAULT_HTTP_PORT",
+    "INSTRUCTIONS",
+    "LOOPBACK",
+    "ToolServer",
+    "client_requester",
+    "reply_result",
+]
 
 DEFAULT_HTTP_PORT = 8765
 LOOPBACK = "127.0.0.1"
@@ -64,7 +83,7 @@ def client_requester(ctx: ServerRequestContext[Any]) -> str:
     return f"mcp:{name}" if name else "mcp:unnamed-client"
 
 
-def _result(reply: ToolReply) -> types.CallToolResult:
+def reply_result(reply: ToolReply) -> types.CallToolResult:
     return types.CallToolResult(
         content=[types.TextContent(text=reply.text)],
         structured_content=reply.payload,
@@ -187,7 +206,7 @@ class ToolServer:
             message = self._failure or "the port is not loaded"
             error = {"code": "config", "message": message}
             payload = {"ok": False, "outcome": "failed", "error": error}
-            return _result(ToolReply(payload, message, is_error=True))
+            return reply_result(ToolReply(payload, message, is_error=True))
         try:
             reply = await toolkit.acall(params.name, params.arguments or {}, requester=who)
         except Exception as exc:  # a bug must reach the agent as an error, not a hang
@@ -196,13 +215,13 @@ class ToolServer:
             error = {"code": "internal", "type": kind}
             payload = {"ok": False, "outcome": "failed", "action": params.name, "error": error}
             reply = ToolReply(payload, f"{params.name}: internal error ({kind})", is_error=True)
-        return _result(reply)
+        return reply_result(reply)
 
     # -- transports -----------------------------------------------------------------------
 
     async def aclose(self) -> None:
         if self._toolkit is not None:
-            await self._toolkit.port.aclose()
+            await self._toolkit.aclose()
 
     async def serve_stdio(self) -> None:
         try:

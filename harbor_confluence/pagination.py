@@ -100,16 +100,21 @@ class Pagination(Iterator[Any]):
     def __init__(
         self,
         call: Call,
-        action: Action,
+        action: Action | str,
         data: Any,
         *,
         max_items: int = DEFAULT_MAX_ITEMS,
         max_requests: int = DEFAULT_MAX_REQUESTS,
+        mode: Mode | None = None,
     ) -> None:
-        mode = paging_mode(action)
+        """``action`` is the manifest action, or its name with ``mode`` (as a node
+        client knows it from ``describe``)."""
+        name = action if isinstance(action, str) else action.name
+        if not isinstance(action, str):
+            mode = paging_mode(action)
         if mode is None:
             raise ConfigError(
-                f"{action.name!r} is not a paged listing (no cursor or start parameter); "
+                f"{name!r} is not a paged listing (no cursor or start parameter); "
                 "call it once instead"
             )
         if not 1 <= max_items <= HARD_MAX_ITEMS:
@@ -124,7 +129,7 @@ class Pagination(Iterator[Any]):
         self._buffer: collections.deque[Any] = collections.deque()
         self._done = False
         self._last_cursor: str | None = None  # a repeated cursor ends the walk
-        self.report = PageReport(action.name)
+        self.report = PageReport(name)
         # Only the last page's result is kept: memory must not grow with the walk.
         self.last_result: Result | None = None
 

@@ -40,12 +40,14 @@ def live_port_paths(home: str | Path | None = None) -> tuple[Path, Path]:
     """The manifest and policy ``Port.load`` uses when given none.
 
     The port installed in the state dir (``catalog import``, ``drafts publish``) wins over
-    the packaged one; its policy is ``port/policy.yaml`` when present, else the packaged
-    policy (which denies any action it does not name).
+    the packaged one.  The policy is ``port/policy.yaml`` when present (written by an
+    import, a publish or ``node policy set``), else the packaged policy (which denies any
+    action it does not name).
     """
     port_dir = state_dir(home) / "port"
     manifest = port_dir / "manifest.json"
-    if manifest.is_file():
-        policy = port_dir / "policy.yaml"
-        return manifest, policy if policy.is_file() else default_policy_path()
-    return default_manifest_path(), default_policy_path()
+    policy = port_dir / "policy.yaml"  # also set alone, by an operator (node policy set)
+    return (
+        manifest if manifest.is_file() else default_manifest_path(),
+        policy if policy.is_file() else default_policy_path(),
+    )

@@ -25,14 +25,40 @@ import fnmatch
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import ConfigError, HarborError, InputError, Violation
 
 if TYPE_CHECKING:
     from .executor import Port
-    from .manifest import Action
+    from .manifest import Action, Manifest
+    from .policy import Policy
     from .summary import Result
+
+
+class ToolPort(Protocol):
+    """What a :class:`Toolkit` needs of a port: a ``Port``, or a node's per-identity view."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    @property
+    def home(self) -> Path: ...
+
+    def call(self, name: str, data: Any = None, *, requester: str | None = None) -> Result: ...
+
+    async def acall(
+        self, name: str, data: Any = None, *, requester: str | None = None
+    ) -> Result: ...
+
+    def status(self, ticket_id: str) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
 
 __all__ = [
     "APPROVAL_TOOL",
@@ -361,7 +387,7 @@ class Toolkit:
     With no include and no toolsets every action is a candidate; exclude always wins.
     """
 
-    port: Port
+    port: ToolPort
     include: Sequence[str] | None = None
     exclude: Sequence[str] | None = None
     toolsets: Sequence[str] | None = None
@@ -554,6 +580,9 @@ class Toolkit:
         except HarborError as exc:
             return self._refused(action, exc)
         return _result_reply(result)
+
+    async def aclose(self) -> None:
+        await self.port.aclose()
 
     def _redact(self, text: str) -> str:
         return text.replace(str(self.port.home), "<state dir>")

@@ -11,14 +11,71 @@ import email.utils
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
 
 import httpx
 
 from .request import PreparedRequest
 
-__all__ = ["RetryPolicy", "SendFailure", "asend", "send"]
+__all__ = ["HttpClients", "RetryPolicy", "SendFailure", "asend", "send"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class HttpClients:
+    """A sync and an async httpx client, each made on first use, closed together.
+
+    ``Port`` and ``NodeClient`` both hold one pair; they say how to make them.
+    """
+
+    _client: httpx.Client | None = None
+    _aclient: httpx.AsyncClient | None = None
+
+    def _new_client(self) -> httpx.Client:
+        raise NotImplementedError
+
+    def _new_aclient(self) -> httpx.AsyncClient:
+        raise NotImplementedError
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        if self._aclient is None:
+            self._aclient = self._new_aclient()
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,65 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import audit, auth, catalog, core, drafts, mcp, queue, tools
-from ._common import EXIT_ERROR, CliExit
+from . import audit, auth, catalog, core, drafts, mcp, node, queue, tools
+from ._common import EXIT_ERROR, EXIT_INVALID, CliExit, client_mode, fail
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (core, queue, auth, audit, tools, mcp, catalog, drafts)
+_GROUPS = (core, queue, auth, audit, tools, mcp, catalog, drafts, node)
+
+# In client mode these talk to the node; ``node``, ``manifest``, ``sim`` and ``demo``
+# touch no node state.  The rest (config, token, auth, catalog, drafts) change a port's
+# own state, which on a node only its operator changes, on the node host.
+_CLIENT_COMMANDS = frozenset(
+    {
+        "run",
+        "actions",
+        "describe",
+        "queue",
+        "audit",
+        "mcp",
+        "tools",
+        "node",
+        "manifest",
+        "sim",
+        "demo",
+    }
+)
+
+
+def _check_client_mode(args: argparse.Namespace) -> None:
+    """Refuse what would let a caller choose its own governance on a node."""
+    if not client_mode() or args.command in ("node", "manifest", "sim", "demo"):
+        return
+    where = "the node decides with its own"
+    if args.command not in _CLIENT_COMMANDS:
+        raise fail(
+            EXIT_INVALID,
+            "client_mode",
+            f"'{args.command}' changes a port's own state and runs on the node host, as the "
+            "node's user; with HARBOR_NODE_URL/HARBOR_NODE_SOCKET set this is a node client",
+        )
+    if getattr(args, "policy", None):
+        raise fail(
+            EXIT_INVALID, "client_mode", f"--policy is refused in client mode: {where} policy"
+        )
+    if getattr(args, "manifest", None):
+        raise fail(
+            EXIT_INVALID, "client_mode", f"--manifest is refused in client mode: {where} manifest"
+        )
+    if getattr(args, "operator", None):
+        raise fail(
+            EXIT_INVALID,
+            "client_mode",
+            "--as is refused in client mode: your identity is your token's (HARBOR_NODE_TOKEN)",
+        )
+    if getattr(args, "requester", None):
+        raise fail(
+            EXIT_INVALID,
+            "client_mode",
+            "--requester is refused in client mode: the requester is your token's identity",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_client_mode(args)
         return int(args.func(args))
     except CliExit as exc:
         return _fail(args, exc.code, exc.payload, exc.text)

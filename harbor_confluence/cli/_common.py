@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harbor_confluence.executor import Port
+    from harbor_confluence.node.client import NodeClient
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_HELD, EXIT_UPSTREAM = 0, 1, 2, 3, 4, 5
 
@@ -37,7 +39,33 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
         sys.stdout.write(text.rstrip("\n") + "\n")
 
 
-def load_port(args: argparse.Namespace) -> Port:
+def client_mode() -> bool:
+    """``HARBOR_NODE_URL`` or ``HARBOR_NODE_SOCKET`` is set: commands talk to a node.
+
+    (Read here, not from ``node.client``, so that checking costs no import.)
+    """
+    return bool(os.environ.get("HARBOR_NODE_URL") or os.environ.get("HARBOR_NODE_SOCKET"))
+
+
+def node_client() -> NodeClient:
+    from harbor_confluence.node.client import NodeClient
+
+    return NodeClient.from_env()
+
+
+def load_port(args: argparse.Namespace) -> Port | NodeClient:
+    """The embedded port, or in client mode the node (which holds the port)."""
+    if client_mode():
+        return node_client()
+    from harbor_confluence.executor import Port
+
+    return Port.load(
+        args.manifest, args.policy, requester=getattr(args, "requester", None) or "cli"
+    )
+
+
+def load_local_port(args: argparse.Namespace) -> Port:
+    """The embedded port, for commands that only exist embedded."""
     from harbor_confluence.executor import Port
 
     return Port.load(

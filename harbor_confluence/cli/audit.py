@@ -1,4 +1,4 @@
-"""Audit-log commands: verify the hash chain, tail it, export it for log shippers."""
+"""Audit-log commands: verify the keyed chain, tail it, export it for log shippers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,19 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_ERROR, EXIT_OK, add_command, emit
+from ._common import EXIT_ERROR, EXIT_OK, add_command, client_mode, emit, node_client
 
 if TYPE_CHECKING:
     from harbor_confluence.audit import AuditLog
+    from harbor_confluence.node.client import NodeAudit
 
 _HIDDEN = ("seq", "ts", "event", "prev", "hash")
 
 
-def _log() -> AuditLog:
+def _log() -> AuditLog | NodeAudit:
+    """The node's log in client mode (an operator token), else this state dir's."""
+    if client_mode():
+        return node_client().audit
     from harbor_confluence.audit import AuditLog
     from harbor_confluence.config import state_dir
 

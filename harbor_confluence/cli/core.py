@@ -22,17 +22,23 @@ from ._common import (
     EXIT_UPSTREAM,
     CliExit,
     add_command,
+    client_mode,
     emit,
     load_port,
+    node_client,
 )
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
-    from harbor_confluence.listing import action_rows
+    if client_mode():
+        with node_client() as client:
+            rows = [info.to_dict() for info in client.actions()]
+    else:
+        from harbor_confluence.listing import action_rows
 
-    rows = action_rows(args.manifest, args.policy)
+        rows = action_rows(args.manifest, args.policy)
     width = max((len(r["name"]) for r in rows), default=10)
     lines = [
         f"{r['name']:<{width}}  {r['method']:<6} {r['decision']:<16} {r['route']}" for r in rows

@@ -9,11 +9,20 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_ERROR, EXIT_OK, add_command, fail, load_port
+from ._common import (
+    EXIT_ERROR,
+    EXIT_INVALID,
+    EXIT_OK,
+    add_command,
+    client_mode,
+    fail,
+    load_local_port,
+    node_client,
+)
 from .tools import add_filter_args, filters, toolkit_from_args
 
 if TYPE_CHECKING:
-    from harbor_confluence.tools import Toolkit
+    from harbor_confluence.mcp_server import Toolkit
 
 
 def listing_path(args: argparse.Namespace) -> Path:
@@ -47,8 +56,22 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             "pip install 'harbor-confluence[mcp]'",
         ) from None
 
+    if client_mode():  # the node's tools for this token; nothing is decided here
+        from harbor_confluence.node.client import NodeToolkit
+
+        def remote() -> Toolkit:
+            return NodeToolkit(node_client(), shape=args.shape, **filters(args))
+
+        if args.http:
+            raise fail(EXIT_INVALID, "client_mode", "the node serves MCP over HTTP itself: "
+                       "point the client at the node's /mcp with its token")  # fmt: skip
+        server = ToolServer(remote)
+        server.load_now()
+        anyio.run(server.serve_stdio)
+        return EXIT_OK
+
     def load() -> Toolkit:
-        return toolkit_from_args(args, load_port(args))
+        return toolkit_from_args(args, load_local_port(args))
 
     server = ToolServer(load, requester=args.requester, listing_path=listing_path(args))
     if args.http:

@@ -21,12 +21,15 @@ from ._common import (
     EXIT_OK,
     EXIT_UPSTREAM,
     add_command,
+    client_mode,
     emit,
-    load_port,
+    load_local_port,
+    node_client,
 )
 
 if TYPE_CHECKING:
-    from harbor_confluence.queue import ReviewQueue, Ticket
+    from harbor_confluence.queue import Ticket
+    from harbor_confluence.reviews import ReviewsService
 
 # How `queue status` (and commands that run a ticket) exit, so agents can branch on it.
 STATE_EXIT = {
@@ -42,17 +45,16 @@ STATE_EXIT = {
 }
 
 
-def _queue() -> ReviewQueue:
+def _reviews(args: argparse.Namespace) -> ReviewsService:
+    """The node's queue in client mode (identity: the token), else the local one."""
+    if client_mode():
+        return node_client().reviews
     from harbor_confluence.config import state_dir
-    from harbor_confluence.queue import ReviewQueue
+    from harbor_confluence.queue import ReviewQueue, default_operator
+    from harbor_confluence.reviews import Reviews
 
-    return ReviewQueue.for_home(state_dir())
-
-
-def _operator(args: argparse.Namespace) -> str:
-    from harbor_confluence.queue import default_operator
-
-    return str(getattr(args, "operator", None) or default_operator())
+    operator = str(getattr(args, "operator", None) or default_operator())
+    return Reviews(ReviewQueue.for_home(state_dir()), operator, lambda: load_local_port(args))
 
 
 def _until(seconds: float) -> str:
@@ -140,7 +142,7 @@ def _outcome(args: argparse.Namespace, t: Ticket, ran: bool) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    tickets = _queue().list(state=args.state, limit=args.limit, after=args.after)
+    tickets = _reviews(args).list(state=args.state, limit=args.limit, after=args.after)
     now = time.time()
     rows = [t.to_dict(now) for t in tickets]
     text = "\n".join(_line(t, now) for t in tickets) or "no tickets"
@@ -151,13 +153,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    ticket = _queue().require(args.id)
+    ticket = _reviews(args).show(args.id)
     emit(args, ticket.to_dict(), _show_text(ticket))
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = _queue().status(args.id)
+    status = _reviews(args).status(args.id)
     text = f"{status['ticket']}: {status['state']} — {status['message']}"
     if "result" in status:
         text += "\n" + json.dumps(status["result"], indent=2, ensure_ascii=False)
@@ -166,38 +168,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    with load_port(args) as port:
-        ticket = port.approve(
-            args.id,
-            operator=_operator(args),
-            reason=args.reason,
-            fingerprint=args.fingerprint,
-            run=not args.no_run,
-        )
+    ticket = _reviews(args).approve(
+        args.id, reason=args.reason, fingerprint=args.fingerprint, run=not args.no_run
+    )
     ran = ticket.state not in ("pending", "approved")
     return _outcome(args, ticket, ran)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    with load_port(args) as port:
-        ticket = port.execute(args.id, operator=_operator(args))
+    ticket = _reviews(args).run(args.id)
     return _outcome(args, ticket, True)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    ticket = _queue().reject(args.id, _operator(args), args.reason or "")
+    ticket = _reviews(args).reject(args.id, args.reason or "")
     emit(args, ticket.to_dict(), f"{ticket.id}: rejected by {ticket.decided_by}: {ticket.reason}")
     return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    ticket = _queue().cancel(args.id, _operator(args), args.reason)
+    ticket = _reviews(args).cancel(args.id, args.reason)
     emit(args, ticket.to_dict(), f"{ticket.id}: cancelled by {ticket.decided_by}")
     return EXIT_OK
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    ticket = _queue().resolve(args.id, _operator(args), args.outcome or "", args.reason)
+    ticket = _reviews(args).resolve(args.id, args.outcome or "", args.reason)
     emit(args, ticket.to_dict(), f"{ticket.id}: resolved as {ticket.state} by {ticket.decided_by}")
     return EXIT_OK
 

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, add_command, emit, load_port
+from ._common import EXIT_OK, add_command, client_mode, emit, load_local_port, node_client
 
 if TYPE_CHECKING:
     from harbor_confluence.executor import Port
@@ -63,8 +63,35 @@ def toolkit_from_args(args: argparse.Namespace, port: Port) -> Toolkit:
                    **filters(args))  # fmt: skip
 
 
+def _node_tools(args: argparse.Namespace) -> int:
+    """Client mode: the node builds the tools from its policy and this token's grant."""
+    from harbor_confluence.tools import encoded_size
+
+    with node_client() as client:
+        if not args.stats:
+            defs = client.tools(args.format, shape=args.shape, **filters(args))["tools"]
+            sys.stdout.write(json.dumps(defs, indent=2, ensure_ascii=False) + "\n")
+            return EXIT_OK
+        sizes: dict[str, Any] = {"format": args.format}
+        for shape in SHAPES:
+            got = client.tools(args.format, shape=shape, **filters(args))
+            sizes[shape] = {"tools": len(got["tools"]), "bytes": encoded_size(got["tools"])}
+            sizes["actions_offered"] = len(got["actions"])
+    lines = [
+        f"{args.format} tool definitions on the node: {sizes['actions_offered']} actions offered",
+        *(
+            f"  {shape:<10} {sizes[shape]['tools']:>3} tools  {sizes[shape]['bytes']:>7,} bytes"
+            for shape in SHAPES
+        ),
+    ]
+    emit(args, sizes, "\n".join(lines))
+    return EXIT_OK
+
+
 def cmd_tools(args: argparse.Namespace) -> int:
-    port = load_port(args)
+    if client_mode():
+        return _node_tools(args)
+    port = load_local_port(args)
     if args.stats:
         from harbor_confluence.tools import tool_sizes
 

@@ -1,0 +1,377 @@
+"""What a node does for an authenticated caller, independent of HTTP.
+
+The node is the one process that holds the credential, the live manifest and policy,
+the review queue and the audit log.  Every method here takes the caller's
+:class:`~harbor_confluence.node.identities.Identity` (from its bearer token, never from
+anything it asserts) and decides what that identity may do:
+
+- an agent calls the actions its grant allows, describes them, and reads and cancels
+  its own tickets;
+- an operator may also call every action and work the whole queue (approve, reject,
+  run, resolve), read the audit log, and replace the live policy.
+
+Refusals are :class:`~harbor_confluence.errors.HarborError`\\ s (``Forbidden``,
+``AuthError``, ``TicketNotFound`` ...) and are audited; the HTTP layer only maps them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harbor_confluence.config import atomic_write, state_dir
+from harbor_confluence.errors import AuthError, Forbidden, HarborError, InputError, Violation
+from harbor_confluence.executor import Port
+from harbor_confluence.manifest import Action, Manifest
+from harbor_confluence.paths import live_port_paths
+from harbor_confluence.policy import Policy, policy_from_data
+from harbor_confluence.queue import Ticket, TicketNotFound
+
+from .identities import Identity, IdentityStore
+
+if TYPE_CHECKING:
+    from harbor_confluence.summary import Result
+    from harbor_confluence.tools import Shape, Toolkit
+
+__all__ = ["MAX_POLICY_BYTES", "AgentView", "NodeService"]
+
+MAX_POLICY_BYTES = 1024 * 1024
+_DIFF_LINES = 400
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+class NodeService:
+    """A loaded port plus the identities allowed to reach it."""
+
+    def __init__(self, home: str | Path | None = None, *, port: Port | None = None) -> None:
+        self.home = state_dir(home)
+        self.identities = IdentityStore(self.home)
+        self.port = port if port is not None else Port.load(home=self.home, requester="node")
+        self._policy_lock = threading.Lock()
+        self._generation = 0
+        self._toolkits: dict[tuple[Any, ...], Toolkit] = {}
+        self._stamp = self._live_stamp()
+
+    # -- the live port on disk ------------------------------------------------------------
+
+    def _live_stamp(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for path in live_port_paths(self.home):
+            st = path.stat()
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def refresh(self) -> None:
+        """Pick up a live port changed on disk (an import or a publish run on the node
+        host by its operator): two ``stat`` calls per request while nothing changed."""
+        stamp = self._live_stamp()
+        if stamp == self._stamp:
+            return
+        from harbor_confluence.manifest import load_manifest
+        from harbor_confluence.policy import load_policy
+
+        with self._policy_lock:
+            manifest_path, policy_path = live_port_paths(self.home)
+            manifest, policy = load_manifest(manifest_path), load_policy(policy_path)
+            self.port.use(manifest, policy)
+            self._stamp = stamp
+            self._generation += 1
+            self._toolkits.clear()
+        self._audit("port-reloaded", manifest=str(manifest_path), policy=str(policy_path),
+                    manifest_version=manifest.manifest_version)  # fmt: skip
+
+    def close(self) -> None:
+        self.port.close()
+
+    # -- who is calling -----------------------------------------------------------------
+
+    def authenticate(self, token: str | None, *, where: str) -> Identity:
+        """The caller's identity; a missing, wrong or revoked token is refused and audited."""
+        try:
+            ident = self.identities.authenticate(token)
+        except AuthError as exc:
+            self._audit("unauthenticated", where=where, reason=str(exc))
+            raise
+        self.refresh()
+        return ident
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        self.port.audit.append(event, **fields)
+
+    def _forbid(self, ident: Identity, operation: str, message: str) -> Forbidden:
+        self._audit("forbidden", identity=ident.name, role=ident.role, operation=operation)
+        return Forbidden(message)
+
+    def require_operator(self, ident: Identity, operation: str) -> None:
+        if not ident.is_operator:
+            raise self._forbid(
+                ident,
+                operation,
+                f"{operation} needs an operator token; {ident.name!r} holds an agent token",
+            )
+
+    def whoami(self, ident: Identity) -> dict[str, Any]:
+        return {**ident.to_dict(), "port": self.port.manifest.port.name}
+
+    # -- actions ------------------------------------------------------------------------
+
+    def granted(self, ident: Identity) -> list[Action]:
+        return [a for a in self.port.manifest.actions if ident.may_call(a.name, a.toolset, a.kind)]
+
+    def action_for(self, ident: Identity, name: str) -> Action:
+        action = self.port.action(name)  # ConfigError naming the known actions
+        if not ident.may_call(action.name, action.toolset, action.kind):
+            raise self._forbid(
+                ident,
+                f"call {name}",
+                f"{ident.name!r} is not granted {name!r} ({action.kind}, toolset {action.toolset})",
+            )
+        return action
+
+    def actions(self, ident: Identity) -> list[dict[str, Any]]:
+        allowed = {a.name for a in self.granted(ident)}
+        return [info.to_dict() for info in self.port.actions() if info.name in allowed]
+
+    def describe(self, ident: Identity, name: str) -> dict[str, Any]:
+        self.action_for(ident, name)
+        return self.port.describe(name)
+
+    def call(self, ident: Identity, name: str, data: Any) -> Result:
+        """Validate, decide and send (or hold) as ``ident``; the requester is its name."""
+        self.action_for(ident, name)
+        return self.port.call(name, data, requester=ident.name)
+
+    def paginate(
+        self, ident: Identity, name: str, data: Any, max_items: int, max_requests: int
+    ) -> dict[str, Any]:
+        self.action_for(ident, name)
+        walk = self.port.paginate(
+            name, data, max_items=max_items, max_requests=max_requests, requester=ident.name
+        )
+        items = walk.items()
+        return {"report": walk.report.to_dict(), "items": items}
+
+    # -- tickets ------------------------------------------------------------------------
+
+    def _visible(self, ident: Identity, ticket_id: str) -> Ticket:
+        """A ticket the caller may see: any for operators, its own for an agent."""
+        ticket = self.port.queue.get(ticket_id)
+        if ticket is None or not (ident.is_operator or _same(ticket.requester, ident.name)):
+            raise TicketNotFound(f"no ticket {ticket_id}", ticket=ticket_id)
+        return ticket
+
+    def ticket(self, ident: Identity, ticket_id: str) -> Ticket:
+        return self._visible(ident, ticket_id)
+
+    def status(self, ident: Identity, ticket_id: str) -> dict[str, Any]:
+        self._visible(ident, ticket_id)
+        return self.port.status(ticket_id)
+
+    def tickets(
+        self, ident: Identity, state: str | None, limit: int, after: str | None
+    ) -> list[Ticket]:
+        """A page of tickets, oldest first; an agent's pages hold only its own."""
+        if ident.is_operator:
+            return self.port.queue.list(state=state, limit=limit, after=after)
+        mine: list[Ticket] = []
+        cursor = after
+        for _ in range(200):  # bounded scan: 200 pages of the store at most
+            page = self.port.queue.list(state=state, limit=500, after=cursor)
+            mine += [t for t in page if _same(t.requester, ident.name)]
+            if len(mine) >= limit or len(page) < 500:
+                break
+            cursor = page[-1].id
+        return mine[:limit]
+
+    def cancel(self, ident: Identity, ticket_id: str, reason: str | None) -> Ticket:
+        self._visible(ident, ticket_id)
+        return self.port.cancel(ticket_id, by=ident.name, reason=reason)
+
+    def approve(
+        self,
+        ident: Identity,
+        ticket_id: str,
+        *,
+        reason: str | None,
+        fingerprint: str | None,
+        run: bool,
+    ) -> Ticket:
+        self.require_operator(ident, "approve")
+        return self.port.approve(
+            ticket_id, operator=ident.name, reason=reason, fingerprint=fingerprint, run=run
+        )
+
+    def reject(self, ident: Identity, ticket_id: str, reason: str) -> Ticket:
+        self.require_operator(ident, "reject")
+        return self.port.reject(ticket_id, reason, operator=ident.name)
+
+    def execute(self, ident: Identity, ticket_id: str) -> Ticket:
+        self.require_operator(ident, "run")
+        return self.port.execute(ticket_id, operator=ident.name)
+
+    def resolve(self, ident: Identity, ticket_id: str, outcome: str, note: str | None) -> Ticket:
+        self.require_operator(ident, "resolve")
+        return self.port.resolve(ticket_id, outcome, operator=ident.name, note=note)
+
+    # -- audit --------------------------------------------------------------------------
+
+    def audit_verify(self, ident: Identity) -> dict[str, Any]:
+        self.require_operator(ident, "audit verify")
+        return self.port.audit.verify().to_dict()
+
+    def audit_records(self, ident: Identity, tail: int | None) -> list[dict[str, Any]]:
+        self.require_operator(ident, "audit read")
+        log = self.port.audit
+        return log.tail(tail) if tail is not None else log.records()
+
+    # -- the live policy ----------------------------------------------------------------
+
+    def policy_path(self) -> Path:
+        return live_port_paths(self.home)[1]
+
+    def policy_text(self, ident: Identity) -> str:
+        self.require_operator(ident, "policy show")
+        return self.policy_path().read_text("utf-8")
+
+    def set_policy(self, ident: Identity, text: str) -> dict[str, Any]:
+        """Replace the live policy (operators only), audited with the diff."""
+        self.require_operator(ident, "policy set")
+        from harbor_confluence.documents import parse_document
+
+        raw = text.encode()
+        if len(raw) > MAX_POLICY_BYTES:
+            raise InputError(
+                "policy set",
+                [Violation("policy", "maxLength", f"is over {MAX_POLICY_BYTES} bytes")],
+            )
+        policy: Policy = policy_from_data(parse_document(text, "policy"), "policy")
+        with self._policy_lock:
+            old_path = self.policy_path()
+            old = old_path.read_text("utf-8") if old_path.is_file() else ""
+            target = self.home / "port" / "policy.yaml"
+            atomic_write(target, raw)
+            self.port.use(policy=policy)
+            self._stamp = self._live_stamp()
+            self._generation += 1
+            self._toolkits.clear()
+        diff = list(
+            difflib.unified_diff(
+                old.splitlines(), text.splitlines(), "live policy", "new policy", lineterm=""
+            )
+        )
+        summary = {
+            "before_sha256": hashlib.sha256(old.encode()).hexdigest(),
+            "after_sha256": hashlib.sha256(raw).hexdigest(),
+            "rules": len(policy.rules),
+        }
+        self._audit(
+            "policy-set",
+            operator=ident.name,
+            **summary,
+            diff="\n".join(diff[:_DIFF_LINES]),
+            diff_truncated=len(diff) > _DIFF_LINES,
+        )
+        return {**summary, "diff": diff}
+
+    # -- tools --------------------------------------------------------------------------
+
+    def toolkit(
+        self,
+        ident: Identity,
+        shape: Shape = "per-action",
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        toolsets: Sequence[str] | None = None,
+        kind: str | None = None,
+    ) -> Toolkit:
+        """The tools ``ident`` is offered: its grant, then the policy, then any filters."""
+        from harbor_confluence.tools import Toolkit
+
+        key = (
+            ident.token_id, ident.grant, shape, tuple(include or ()), tuple(exclude or ()),
+            tuple(toolsets or ()), kind, self._generation,
+        )  # fmt: skip
+        kit = self._toolkits.get(key)
+        if kit is None:
+            kit = Toolkit(
+                AgentView(self, ident),
+                include=include,
+                exclude=exclude,
+                toolsets=toolsets,
+                kind=kind,  # type: ignore[arg-type]
+                shape=shape,
+                requester=ident.name,
+            )
+            if len(self._toolkits) > 256:
+                self._toolkits.clear()
+            self._toolkits[key] = kit
+        return kit
+
+
+class AgentView:
+    """The port as one identity may use it: its granted actions, its own tickets.
+
+    This is what a :class:`~harbor_confluence.tools.Toolkit` is built on inside the node,
+    so tool listings, calls and ``get_approval_status`` all go through the grant checks.
+    """
+
+    def __init__(self, service: NodeService, ident: Identity) -> None:
+        self._service = service
+        self._ident = ident
+        port = service.port
+        self.policy = port.policy
+        self.home = port.home
+        self.manifest = Manifest.model_construct(
+            manifest_version=port.manifest.manifest_version,
+            port=port.manifest.port,
+            actions=service.granted(ident),
+        )
+
+    def call(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
+        return self._service.call(self._ident, name, data)
+
+    async def acall(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(self._service.call, self._ident, name, data)
+
+    def status(self, ticket_id: str) -> dict[str, Any]:
+        return self._service.status(self._ident, ticket_id)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the node owns the port."""
+
+
+def error_status(exc: HarborError) -> int:
+    """The HTTP status a refusal travels with (the exit code rides in the body)."""
+    from harbor_confluence.errors import (
+        ConfigError,
+        ManifestError,
+        PolicyDenied,
+        ReadFailed,
+    )
+    from harbor_confluence.queue import QueueInputError, QueueRefused
+
+    if isinstance(exc, AuthError):
+        return 401
+    if isinstance(exc, Forbidden | PolicyDenied):
+        return 403
+    if isinstance(exc, InputError | ManifestError | QueueInputError):
+        return 400
+    if isinstance(exc, TicketNotFound):
+        return 404
+    if isinstance(exc, QueueRefused):
+        return 409
+    if isinstance(exc, ReadFailed):
+        return 502
+    if isinstance(exc, ConfigError):
+        return 422
+    return 400
