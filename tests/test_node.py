@@ -527,3 +527,20 @@ def test_writes_helper_counts_only_writes(sim: Simulator) -> None:
     before = len(writes(sim))
     httpx.get(f"{sim.url}/wiki/api/v2/pages", auth=(EMAIL, API_TOKEN))
     assert len(writes(sim)) == before
+
+
+def test_a_flood_of_bad_tokens_is_audited_within_bounds(tmp_path: Path) -> None:
+    """Anyone who reaches the socket can send bad tokens: recorded, but not unboundedly."""
+    from harbor_confluence import Port
+    from harbor_confluence.node.service import NodeService
+
+    home = tmp_path / "home"
+    with Port.load(home=home, base_url="http://127.0.0.1:9") as port:
+        service = NodeService(home, port=port)
+        for _ in range(120):
+            with pytest.raises(AuthError):
+                service.authenticate("hbn_bad", where="test")
+        records = [r for r in port.audit.records() if r["event"] == "unauthenticated"]
+    assert len(records) == 50
+    assert all("hbn_bad" not in json.dumps(r) for r in records)
+    assert port.audit.verify().ok

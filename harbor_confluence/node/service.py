@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ class NodeService:
         self._generation = 0
         self._toolkits: dict[tuple[Any, ...], Toolkit] = {}
         self._stamp = self._live_stamp()
+        self._refusals = _RateLimit(per_window=50, window=10.0)
 
     # -- the live port on disk ------------------------------------------------------------
 
@@ -97,13 +99,16 @@ class NodeService:
         try:
             ident = self.identities.authenticate(token)
         except AuthError as exc:
-            self._audit("unauthenticated", where=where, reason=str(exc))
+            suppressed = self._refusals.admit()
+            if suppressed is not None:
+                extra = {"suppressed_before": suppressed} if suppressed else {}
+                self._audit("unauthenticated", durable=False, where=where, reason=str(exc), **extra)
             raise
         self.refresh()
         return ident
 
-    def _audit(self, event: str, **fields: Any) -> None:
-        self.port.audit.append(event, **fields)
+    def _audit(self, event: str, *, durable: bool = True, **fields: Any) -> None:
+        self.port.audit.append(event, durable=durable, **fields)
 
     def _forbid(self, ident: Identity, operation: str, message: str) -> Forbidden:
         self._audit("forbidden", identity=ident.name, role=ident.role, operation=operation)
@@ -266,7 +271,7 @@ class NodeService:
                 old.splitlines(), text.splitlines(), "live policy", "new policy", lineterm=""
             )
         )
-        summary = {
+        summary: dict[str, Any] = {
             "before_sha256": hashlib.sha256(old.encode()).hexdigest(),
             "after_sha256": hashlib.sha256(raw).hexdigest(),
             "rules": len(policy.rules),
@@ -314,6 +319,35 @@ class NodeService:
                 self._toolkits.clear()
             self._toolkits[key] = kit
         return kit
+
+
+class _RateLimit:
+    """At most ``per_window`` audit records of refused tokens per window.
+
+    Anyone who can reach the socket can send bad tokens; the log records them without
+    letting a flood grow it without bound (the next record says how many were dropped).
+    """
+
+    def __init__(self, per_window: int, window: float) -> None:
+        self._per_window = per_window
+        self._window = window
+        self._lock = threading.Lock()
+        self._start = 0.0
+        self._count = 0
+        self._dropped = 0
+
+    def admit(self) -> int | None:
+        """None: do not record this one; else how many were dropped before it."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._start >= self._window:
+                self._start, self._count = now, 0
+            if self._count >= self._per_window:
+                self._dropped += 1
+                return None
+            self._count += 1
+            dropped, self._dropped = self._dropped, 0
+            return dropped
 
 
 class AgentView:
