@@ -34,6 +34,7 @@ SCENARIOS = (
     "s5_startup",
     "s6_context",
     "s7_queue",
+    "s8_hostile",
 )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "AuthReport",
     "Connection",
     "Endpoints",
+    "NoCredential",
     "ReconnectRequired",
     "Site",
     "check_config_value",
@@ -55,17 +56,11 @@ _MAX_RESOURCES_BYTES = 1024 * 1024
 
 
 def _endpoint(value: str, key: str) -> str:
-    """An identity or token host: https, or http on loopback only (as the tenant)."""
+    """An identity or token host: an origin (https, or http on loopback only, as the
+    tenant), checked by the same rules as the base URL, without a path."""
     if value.rstrip("/") == PLACEHOLDER_BASE_URL.rstrip("/"):
         raise ConfigError(f"{key} may not be the catalog placeholder")
-    try:
-        target = Target.parse(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
-    parts = urlsplit(value)
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{key} may not carry a query or fragment")
-    return target.origin + parts.path.rstrip("/")
+    return Target.parse(value, what=key, gateway=False).origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +150,12 @@ class AuthReport:
         }
 
 
+class NoCredential(ConfigError):
+    """Sending needs a credential and none is set (argument, environment or store)."""
+
+    code = "no_credential"
+
+
 class Connection:
     """The credential and the target for one state directory, resolved lazily."""
 
@@ -189,14 +190,42 @@ class Connection:
 
     def base_url(self, default: str = PLACEHOLDER_BASE_URL) -> str:
         """Constructor, then CONFLUENCE_URL, then config ``base-url``, then the manifest's."""
-        return str(
-            self._base_url
-            or os.environ.get("CONFLUENCE_URL")
-            or self._config.get("base-url")
-            or default
-        )
+        return self._base_url_and_source(default)[0]
 
-    def credential(self) -> Credential | None:
+    def _base_url_and_source(self, default: str = PLACEHOLDER_BASE_URL) -> tuple[str, str]:
+        """The base URL and where it came from (named in a refusal)."""
+        if self._base_url:
+            return str(self._base_url), "base_url"
+        env = os.environ.get("CONFLUENCE_URL")
+        if env:
+            return env, "CONFLUENCE_URL"
+        configured = self._config.get("base-url")
+        if configured:
+            return str(configured), "config base-url"
+        return default, "the manifest's port.baseUrl"
+
+    def _parse_base(self, default: str = PLACEHOLDER_BASE_URL) -> Target:
+        """The one check every base URL passes: argument, CONFLUENCE_URL or config."""
+        base, source = self._base_url_and_source(default)
+        return Target.parse(base, what=source)
+
+    def credential(self) -> Credential:
+        """The credential to send with; :class:`NoCredential` (nothing sent) when none is set.
+
+        Deciding and holding a request need no credential (nothing leaves); sending one,
+        running an approved ticket included, does.
+        """
+        cred = self.configured()
+        if cred is None:
+            raise NoCredential(
+                "no credential: nothing was sent. Store one with: harbor-confluence token set "
+                "--basic --email you@example.com (or --bearer / --oauth), or set "
+                "CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN, or CONFLUENCE_ACCESS_TOKEN"
+            )
+        return cred
+
+    def configured(self) -> Credential | None:
+        """The credential in force, or None (argument, environment, then the store)."""
         # One credential per connection even under threads: two OAuth sessions would
         # refresh twice, and the second would present a token the first had rotated.
         with self._lock:
@@ -219,7 +248,7 @@ class Connection:
         )
 
     def mode(self) -> Mode | None:
-        cred = self.credential()
+        cred = self.configured()
         return None if cred is None else cred.kind
 
     # -- where requests go ------------------------------------------------------------
@@ -227,12 +256,12 @@ class Connection:
     def target(self, client: httpx.Client, default_base: str = PLACEHOLDER_BASE_URL) -> Target:
         """The tenant (Basic, or an explicit gateway URL), else the gateway for the site."""
         base = self.base_url(default_base)
-        cred = self.credential()
+        cred = self.configured()
         selector = self._config.get("site")
         if cred is None or cred.mode == "basic" or _is_gateway(base):
-            return Target.parse(base)
+            return self._parse_base(default_base)
         if not selector:
-            Target.parse(base)  # the catalog placeholder must be replaced, in every mode
+            self._parse_base(default_base)  # a bad or placeholder URL is refused in every mode
             selector = base
         site = self.site(client, str(selector))
         return Target.parse(self.endpoints.gateway(site.id))
@@ -249,7 +278,7 @@ class Connection:
 
     def discover(self, client: httpx.Client) -> list[Site]:
         """GET accessible-resources with the bearer token; caches the sites it lists."""
-        cred = self.credential()
+        cred = self.configured()
         if cred is None or cred.mode != "bearer":
             raise ConfigError("site discovery needs a bearer or OAuth credential")
         url = self.endpoints.resources_url
@@ -313,7 +342,7 @@ class Connection:
         tenant (``GET /wiki/api/v2/spaces?limit=1``) to see the token is accepted.
         Never a write.
         """
-        cred = self.credential()
+        cred = self.configured()
         if cred is None:
             return AuthReport(
                 None,
@@ -324,7 +353,7 @@ class Connection:
         report = AuthReport(cred.kind, cred.source)
         base = self.base_url()
         if cred.mode == "basic" or _is_gateway(base):
-            target = Target.parse(base)
+            target = self._parse_base()
             report.target = target.base_url
             return _check_by_reading(report, client, cred, target)
         report.sites = self.discover(client)
@@ -440,7 +469,7 @@ def _pick(sites: list[Site], selector: str) -> Site:
 def check_config_value(key: str, value: str) -> None:
     """Refuse a bad value before ``config set`` stores it."""
     if key == "base-url":
-        Target.parse(value)  # also refuses the catalog placeholder
+        Target.parse(value, what=key)  # also refuses the catalog placeholder
     elif key in ("identity-url", "auth-url"):
         _endpoint(value, key)
     elif key == "secret-backend" and value not in BACKENDS:

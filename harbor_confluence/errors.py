@@ -199,37 +199,51 @@ class RemoteError(HarborError):
         return dict(self.payload)
 
 
+_CONFIG_CODES = frozenset(
+    {"config", "no_credential", "invalid_url", "reconnect", "node_unavailable", "spec_unavailable"}
+)
+
+
 def error_from_dict(payload: dict[str, Any], exit_code: int | None = None) -> HarborError:
     """Rebuild the error a node reported (``HarborError.to_dict()`` on the wire).
 
-    The common refusals come back as their own classes so that ``except InputError``
-    works the same embedded and over a node; anything else is a :class:`RemoteError`.
+    The common refusals come back as their own classes (or their family's, with the
+    node's ``code`` and exit code kept) so that ``except InputError`` or ``except
+    ConfigError`` works the same embedded and over a node; anything else is a
+    :class:`RemoteError`.
     """
     code = str(payload.get("code") or "error")
     message = str(payload.get("message") or code)
-    if code == InputError.code and isinstance(payload.get("violations"), list):
+    rebuilt: HarborError
+    if isinstance(payload.get("violations"), list):  # invalid_input, unknown_action
         violations = [
             Violation(str(v.get("field", "")), str(v.get("rule", "")), str(v.get("message", "")))
             for v in payload["violations"]
             if isinstance(v, dict)
         ]
-        return InputError(str(payload.get("action", "")), violations)
-    if code == PolicyDenied.code and "rule" in payload:
+        rebuilt = InputError(str(payload.get("action", "")), violations)
+    elif code == PolicyDenied.code and "rule" in payload:
         reason = payload.get("reason")
-        return PolicyDenied(
+        rebuilt = PolicyDenied(
             str(payload.get("action", "")),
             str(payload["rule"]),
             None if reason is None else str(reason),
         )
-    if code == ManifestError.code and isinstance(payload.get("problems"), list):
-        return ManifestError(str(payload.get("source", "")), [str(p) for p in payload["problems"]])
-    simple: dict[str, type[HarborError]] = {
-        AuthError.code: AuthError,
-        Forbidden.code: Forbidden,
-        ConfigError.code: ConfigError,
-        NodeUnavailable.code: NodeUnavailable,
-    }
-    cls = simple.get(code)
-    if cls is not None:
-        return cls(message)
-    return RemoteError(payload, EXIT_ERROR if exit_code is None else exit_code)
+    elif code == ManifestError.code and isinstance(payload.get("problems"), list):
+        rebuilt = ManifestError(
+            str(payload.get("source", "")), [str(p) for p in payload["problems"]]
+        )
+    elif code == AuthError.code:
+        rebuilt = AuthError(message)
+    elif code == Forbidden.code:
+        rebuilt = Forbidden(message)
+    elif code == NodeUnavailable.code:
+        rebuilt = NodeUnavailable(message)
+    elif code in _CONFIG_CODES:
+        rebuilt = ConfigError(message)
+    else:
+        return RemoteError(payload, EXIT_ERROR if exit_code is None else exit_code)
+    rebuilt.code = code
+    if exit_code is not None:
+        rebuilt.exit_code = exit_code
+    return rebuilt

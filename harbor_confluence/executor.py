@@ -24,13 +24,23 @@ from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination, pag
 from .paths import default_manifest_path, default_policy_path, live_port_paths
 from .policy import Decision, Policy, load_policy
 from .queue import ReviewQueue, Ticket, default_operator
-from .request import PreparedRequest, RequestBuilder, Target
+from .request import PreparedRequest, RequestBuilder, Target, canonical_json
 
 if TYPE_CHECKING:
     from .reviews import Reviews
 from .review import lease_seconds, outcome_of, stored_result, vet_stored_request
 from .summary import Result, Summarizer, upstream_message
-from .transport import HttpClients, RetryPolicy, SendFailure, asend, send
+from .transport import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    HttpClients,
+    Limits,
+    RetryPolicy,
+    SendFailure,
+    asend,
+    bound_by_deadline,
+    send,
+)
 from .updates import ReadOutcome, ReadPlan, conflict_error, page_diff_summary
 from .validation import InputValidator
 
@@ -82,7 +92,14 @@ class _Compiled:
 
 
 class Port(HttpClients):
-    """A loaded port: manifest, policy, local config, credential, queue and HTTP clients."""
+    """A loaded port: manifest, policy, local config, credential, queue and HTTP clients.
+
+    Every request it sends is bounded: ``timeout`` per network operation (connect at most
+    10 s), ``deadline`` seconds of wall clock for the whole request with its retries and
+    every byte of its answer, and ``max_response_bytes`` of answer after decompression.
+    Going past either limit ends the call as an upstream error (a ``Result`` with
+    ``error.type`` ``deadline`` or ``too_large``; an approved write then ends ``unknown``).
+    """
 
     def __init__(
         self,
@@ -97,6 +114,8 @@ class Port(HttpClients):
         requester: str = "python-api",
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        deadline: float = DEFAULT_DEADLINE,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -117,6 +136,7 @@ class Port(HttpClients):
         )
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._retry = retry or RetryPolicy()
+        self._limits = Limits(max_response_bytes=max_response_bytes, deadline=deadline)
         self._transport = transport
         self._async_transport = async_transport
         self._compiled: dict[str, _Compiled] = {}
@@ -177,11 +197,13 @@ class Port(HttpClients):
         return out
 
     def action(self, name: str) -> Action:
+        """The named action; UnknownAction (exit 2, the closest names suggested) if none."""
         try:
             return self.manifest.action(name)
         except KeyError:
-            known = ", ".join(sorted(self.manifest.by_name))
-            raise ConfigError(f"unknown action {name!r}; known actions: {known}") from None
+            from .validation import UnknownAction
+
+            raise UnknownAction(name, self.manifest.by_name) from None
 
     def describe(self, name: str) -> dict[str, Any]:
         a = self.action(name)
@@ -249,7 +271,23 @@ class Port(HttpClients):
             static, conditional = self.policy.static_decision(compiled.action)
             if static.outcome == "deny" and not conditional:
                 return compiled, clean, None, static
+            too_big = self._size_precheck(compiled.action, clean)
+            if too_big is not None:
+                return compiled, clean, None, too_big
         return compiled, clean, plan, None
+
+    def _size_precheck(self, action: Action, clean: dict[str, Any]) -> Decision | None:
+        """A body already over a size cap is denied before the read it would need.
+
+        The runner's part only adds to the agent's body (a version, a title it read)
+        and drops ``expected_version``/``version_message``, so what is left is a lower
+        bound on the bytes that would be sent.
+        """
+        body = clean.get("body")
+        if not isinstance(body, dict):
+            return None
+        kept = {k: v for k, v in body.items() if k not in ("expected_version", "version_message")}
+        return self.policy.size_precheck(action, len(canonical_json(kept)))
 
     def _unbuilt(
         self, compiled: _Compiled, clean: dict[str, Any], denied: Decision
@@ -305,22 +343,22 @@ class Port(HttpClients):
     def _pre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
         try:
             prepared = self._read_request(caller, plan.action, plan.input)
-            response = send(self.client, prepared, self._auth(), self._retry)
+            response = send(self.client, prepared, self._auth(), self._retry, self._limits)
             return ReadOutcome(self._read_json(caller, plan.action, response))
         except (PolicyDenied, ReadFailed) as exc:
             if plan.required:
                 raise
-            return ReadOutcome(problem=str(exc))
+            return ReadOutcome(problem=str(exc), failed=isinstance(exc, ReadFailed))
 
     async def _apre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
         try:
             prepared = self._read_request(caller, plan.action, plan.input)
-            response = await asend(self.aclient, prepared, self._auth(), self._retry)
+            response = await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
             return ReadOutcome(self._read_json(caller, plan.action, response))
         except (PolicyDenied, ReadFailed) as exc:
             if plan.required:
                 raise
-            return ReadOutcome(problem=str(exc))
+            return ReadOutcome(problem=str(exc), failed=isinstance(exc, ReadFailed))
 
     # -- after the answer -----------------------------------------------------------------
 
@@ -438,7 +476,7 @@ class Port(HttpClients):
         if isinstance(gated, Result):
             return gated
         compiled, prepared, decision = gated
-        response = send(self.client, prepared, self._auth(), self._retry)
+        response = send(self.client, prepared, self._auth(), self._retry, self._limits)
         result = self._finish(compiled, prepared, response)
         self._audit_sent(prepared, decision, result, requester or self.requester)
         return result
@@ -449,7 +487,7 @@ class Port(HttpClients):
         if isinstance(gated, Result):
             return gated
         compiled, prepared, decision = gated
-        response = await asend(self.aclient, prepared, self._auth(), self._retry)
+        response = await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
         result = await self._afinish(compiled, prepared, response)
         who = requester or self.requester
         if prepared.method == "GET":  # not fsynced: cheap enough to write inline
@@ -492,7 +530,7 @@ class Port(HttpClients):
         """
         who = operator or default_operator()
         if run:
-            self.target()  # a runner that cannot send refuses before it records an approval
+            self._auth()  # a runner that cannot send (no target, no credential) refuses first
         ticket = self.queue.approve(ticket_id, who, reason=reason, fingerprint=fingerprint)
         if run and ticket.state == "approved":
             return self.execute(ticket_id, operator=who)
@@ -534,12 +572,12 @@ class Port(HttpClients):
             return problem
 
         ticket = self.queue.claim(
-            ticket_id, who, lease_seconds=lease_seconds(self._timeout, self._retry), vet=vet
+            ticket_id, who, lease_seconds=lease_seconds(self._limits), vet=vet
         )
         compiled = self._compiled_for(ticket.action)
         prepared = ticket.prepared()
         try:
-            response = send(self.client, prepared, auth, self._retry)
+            response = send(self.client, prepared, auth, self._retry, self._limits)
         except BaseException as exc:
             self.queue.finish(ticket, "unknown", {
                 "ok": False, "action": ticket.action, "ticket": ticket.id, "state": "unknown",
@@ -583,9 +621,10 @@ class Port(HttpClients):
         return credential.bind(self.target().origin)
 
     def _new_client(self) -> httpx.Client:
-        return httpx.Client(
+        client = httpx.Client(
             timeout=self._timeout, follow_redirects=False, transport=self._transport
         )
+        return bound_by_deadline(client)  # every socket wait ends at the request's deadline
 
     def _new_aclient(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(

@@ -4,6 +4,10 @@ Rules are read top to bottom; the first rule whose action pattern matches and wh
 conditions hold decides.  Conditions are JSON Schema predicates over the validated
 input (``when`` must match, ``unless`` must not) plus a body-size cap, so the rule
 language reuses a dependency instead of inventing one.  Nothing matches: deny.
+
+Predicates run on :data:`~harbor_confluence.validation.SchemaValidator`: their regular
+expressions on RE2, in time linear in the input, so no pattern can stall a decision; a
+pattern RE2 cannot run (backreferences, lookaround) is refused when the policy loads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from .documents import find_credentials, load_document
 from .errors import ManifestError
 from .request import canonical_json
+from .validation import SchemaValidator, check_schema
 
 if TYPE_CHECKING:
     from .manifest import Action
@@ -55,10 +60,7 @@ class Rule(_Model):
     @classmethod
     def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(v)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+            check_schema(v)  # Draft 2020-12, every pattern runnable by RE2 (linear time)
         return v
 
     @property
@@ -103,7 +105,7 @@ class Policy(_Model):
         for rule in self.rules:
             for schema in (rule.when, rule.unless):
                 if schema is not None:
-                    self._validators[id(schema)] = jsonschema.Draft202012Validator(schema)
+                    self._validators[id(schema)] = SchemaValidator(schema)
 
     def _matches(self, schema: dict[str, Any], data: Any) -> bool:
         return bool(self._validators[id(schema)].is_valid(data))
@@ -124,6 +126,23 @@ class Policy(_Model):
                     continue
             return _decision(rule)
         return Decision("deny", DEFAULT_RULE, "no policy rule allows this action")
+
+    def size_precheck(self, action: Action, at_least: int) -> Decision | None:
+        """A size deny that holds whatever the runner adds to the body, before any read.
+
+        ``at_least`` is a lower bound on the body that will be sent.  Only rules that
+        depend on nothing but the size are evaluated; the first rule whose outcome needs
+        more (``when``/``unless``, or none at all) ends the check: the full decision
+        comes after the read, over the request as it will be sent.
+        """
+        for rule in self._rules_for(action):
+            if rule.when is not None or rule.unless is not None:
+                return None
+            if rule.body_bytes_over is None:
+                return None
+            if at_least > rule.body_bytes_over:
+                return _decision(rule) if rule.decision == "deny" else None
+        return None
 
     def static_decision(self, action: Action) -> tuple[Decision, list[str]]:
         """The decision when the input does not matter, and the conditional rules before it."""
@@ -159,12 +178,20 @@ def policy_from_data(data: Any, source: str) -> Policy:
         return Policy.model_validate(data)
     except ValidationError as exc:
         problems = []
+        raw_rules = data.get("rules")
+        rules: list[Any] = raw_rules if isinstance(raw_rules, list) else []
         for err in exc.errors(include_url=False):
             loc = ".".join(str(p) for p in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            problems.append(f"field {loc}: {msg}")
+            where = ""
+            index = err["loc"][1] if len(err["loc"]) >= 2 and err["loc"][0] == "rules" else None
+            if isinstance(index, int) and index < len(rules) and isinstance(rules[index], dict):
+                name = rules[index].get("name")
+                if isinstance(name, str):
+                    where = f"rule {name!r} "
+            problems.append(f"{where}field {loc}: {msg}")
         raise ManifestError(source, problems) from None
 
 

@@ -17,11 +17,18 @@ from urllib.parse import quote, unquote, urlsplit
 
 from uritemplate import URITemplate
 
-from .errors import ConfigError, InputError, Violation
+from .errors import EXIT_INVALID, ConfigError, InputError, Violation
 from .manifest import PLACEHOLDER_BASE_URL, Action
 from .multipart import Part, encode_form, file_from_input
 
-__all__ = ["PreparedRequest", "RequestBuilder", "Target", "canonical_json", "origin_of"]
+__all__ = [
+    "PreparedRequest",
+    "RequestBuilder",
+    "Target",
+    "URLRefused",
+    "canonical_json",
+    "origin_of",
+]
 
 
 def origin_of(url: str) -> str:
@@ -35,6 +42,19 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class URLRefused(ConfigError):
+    """A configured URL (base URL, identity-url, auth-url) broke a rule: exit 2, nothing sent."""
+
+    code = "invalid_url"
+    exit_code = EXIT_INVALID
+
+
+# ``/ex/confluence/{cloudId}``: Atlassian's gateway (Bearer/OAuth, scoped API tokens).
+_GATEWAY_PATH = re.compile(r"/ex/confluence/[A-Za-z0-9](?:[A-Za-z0-9-]{0,126}[A-Za-z0-9])?")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """The one tenant origin every request goes to (plus an optional gateway prefix)."""
@@ -44,42 +64,146 @@ class Target:
     prefix: str
 
     @classmethod
-    def parse(cls, base_url: str) -> Target:
+    def parse(cls, base_url: str, *, what: str = "base URL", gateway: bool = True) -> Target:
+        """Check a configured URL completely; every way a base URL is set comes here.
+
+        It must be an origin: ``https://HOST[:PORT]`` (``http`` only for a loopback host),
+        a valid host name or IP address, port 1-65535, no user info, query, fragment,
+        whitespace or control characters, and no path, except a trailing ``/wiki`` (as
+        users paste a site URL) and, with ``gateway``, Atlassian's gateway form
+        ``/ex/confluence/<cloudId>``.  Raises :class:`URLRefused` (exit 2) naming the rule.
+        """
         if base_url.rstrip("/") == PLACEHOLDER_BASE_URL.rstrip("/"):
             raise ConfigError(
                 "the tenant base URL is still the catalog placeholder "
                 f"{PLACEHOLDER_BASE_URL}; set yours with: "
                 "harbor-confluence config set base-url https://YOUR-SITE.atlassian.net"
             )
-        parts = urlsplit(base_url)
-        host = parts.hostname or ""
-        if parts.scheme not in ("https", "http") or not host:
-            raise ConfigError(f"base URL must be an http(s) origin, got {base_url!r}")
-        if parts.scheme == "http" and not _is_loopback(host):
-            raise ConfigError(
-                "plain http is only allowed for a loopback host (such as the simulator); "
-                f"use https for {host}"
-            )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError("base URL may not carry a query, fragment or user info")
-        prefix = parts.path.rstrip("/")
+        scheme, host, port, path = _split_origin(base_url, what)
+        prefix = path.rstrip("/")
         if prefix.endswith("/wiki"):
             prefix = prefix[: -len("/wiki")]  # routes already start with /wiki/
-        if any(seg in (".", "..") for seg in prefix.split("/")):
-            raise ConfigError("base URL path may not contain dot segments")
-        return cls(base_url=base_url, origin=origin_of(base_url), prefix=prefix)
+        if prefix and not (gateway and _GATEWAY_PATH.fullmatch(prefix)):
+            allowed = (
+                "a trailing /wiki, or Atlassian's gateway form /ex/confluence/<cloudId>"
+                if gateway
+                else "none"
+            )
+            raise _refused(
+                base_url,
+                what,
+                "path",
+                f"an origin may not carry a path ({_shown(path)}); paths allowed: {allowed}",
+            )
+        netloc = f"[{host}]" if ":" in host else host
+        if port is not None:
+            netloc += f":{port}"
+        return cls(base_url=base_url, origin=f"{scheme}://{netloc.lower()}", prefix=prefix)
 
     def owns(self, url: str) -> bool:
         return origin_of(url) == self.origin
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _refused(url: str | None, what: str, rule: str, message: str) -> URLRefused:
+    shown = f" {_shown(url)}" if url is not None else ""
+    return URLRefused(f"{what}{shown}: {message} [{rule}]")
+
+
+def _split_origin(url: str, what: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, path) of an origin URL, or URLRefused naming the broken rule."""
+    if not isinstance(url, str) or not url:
+        raise _refused(None, what, "scheme", "it is empty; use https://YOUR-SITE.atlassian.net")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise _refused(url, what, "whitespace", "may not contain whitespace or control characters")
+    if not url.isascii():
+        raise _refused(
+            url, what, "host", "must be ASCII (write an international domain name as xn--...)"
+        )
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("https", "http"):
+        raise _refused(
+            url, what, "scheme", "must be an http(s) origin such as https://acme.atlassian.net"
+        )
+    authority, slash, tail = rest.partition("/")
+    path = slash + tail
+    if "@" in authority:
+        # Never echo it: user info is a credential.
+        raise _refused(
+            None,
+            what,
+            "userinfo",
+            "may not carry user info (store credentials with: harbor-confluence token set)",
+        )
+    if "?" in url or "#" in url:
+        raise _refused(url, what, "query", "may not carry a query or fragment")
+    if "\\" in url:
+        raise _refused(url, what, "path", "may not contain a backslash")
+    host, port_text = _host_and_port(authority)
+    port: int | None = None
+    if port_text is not None:
+        if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+            message = f"port {port_text!r} must be a number from 1 to 65535"
+            raise _refused(url, what, "port", message)
+        port = int(port_text)
+    if not _valid_host(host):
+        raise _refused(url, what, "host", f"host {host!r} is not a valid host name or IP address")
+    if scheme == "http" and not _is_loopback(host):
+        raise _refused(
+            url,
+            what,
+            "scheme",
+            "plain http is only allowed for a loopback host (such as the simulator); "
+            f"use https for {host}",
+        )
+    return scheme, host, port, path
+
+
+def _host_and_port(authority: str) -> tuple[str, str | None]:
+    if authority.startswith("["):
+        inner, bracket, after = authority[1:].partition("]")
+        if not bracket:
+            return authority, None
+        if not after:
+            return inner, None
+        if not after.startswith(":"):
+            return authority, None
+        return inner, after[1:]
+    host, colon, port = authority.partition(":")
+    return host, port if colon else None
+
+
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name (LDH labels, not all-numeric at the top) or an IPv4/IPv6 literal."""
+    if not host or len(host) > 253 or "%" in host:  # no zone ids, no escapes
+        return False
+    if ":" in host:  # from brackets: an IPv6 literal (no zone: "%" is refused)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    labels = host.split(".")
+    if labels[-1].isdigit():  # digits at the top: only a dotted-quad IPv4 address
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    return all(_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ The queue guarantees a ticket is claimed once and that its request is the one ap
 This module adds the checks that need the port: the stored request must still be a request
 this port's manifest could have built for the tenant (a forged row cannot aim elsewhere),
 and the answer decides ``succeeded``, ``failed`` or ``unknown`` — unknown whenever the
-request may have reached Confluence without us learning the outcome.
+request may have reached Confluence without us learning the outcome: no answer (a
+timeout, a reset, the deadline), an answer over the size cap, a gateway's 502/504, or a
+2xx that is not Confluence's JSON.  ``failed`` is a definite refusal (4xx, 500, 503, a
+redirect) or a request that never left.  None of them is sent again (see transport.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .transport import RetryPolicy, SendFailure
+from .summary import json_answer
+from .transport import Limits, SendFailure
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -73,16 +77,19 @@ def outcome_of(response: httpx.Response | SendFailure) -> str:
     if isinstance(response, SendFailure):
         return "unknown" if response.maybe_sent else "failed"
     if 200 <= response.status_code < 300:
-        return "succeeded"
+        # A 2xx that is not JSON came from something other than Confluence's API (a
+        # proxy's page, a login form): whether the write landed is not known.
+        return "unknown" if json_answer(response)[1] is not None else "succeeded"
     if response.status_code in _MAYBE_APPLIED:
         return "unknown"
     return "failed"
 
 
-def lease_seconds(timeout: httpx.Timeout, retry: RetryPolicy) -> float:
-    """How long an execution may take before another process may call it abandoned."""
-    per_try = (timeout.read or 30.0) + (timeout.connect or 10.0) + (timeout.write or 0.0)
-    return per_try * (retry.max_retries + 1) + retry.max_wait * retry.max_retries + 60.0
+def lease_seconds(limits: Limits) -> float:
+    """How long an execution may take before another process may call it abandoned: the
+    request's deadline (which bounds its attempts, waits and reads), once more for the
+    read a versioned write makes after a 409 to say who changed the page, and a margin."""
+    return 2 * limits.deadline + 60.0
 
 
 def stored_result(
@@ -92,16 +99,28 @@ def stored_result(
     out = dict(summary)
     out["ticket"] = ticket_id
     out["state"] = state
+    reconcile = "an operator reconciles it (harbor-confluence queue resolve)"
     if isinstance(response, SendFailure):
+        if not response.maybe_sent:
+            out["message"] = "the request could not be sent; nothing reached Confluence"
+        elif response.kind in ("too_large", "deadline", "decoding"):
+            out["message"] = (
+                f"the request reached Confluence but its answer was refused ({response.message}); "
+                f"it may have been applied and will not be retried. {reconcile.capitalize()}"
+            )
+        else:
+            out["message"] = (
+                "the request may have reached Confluence but no answer arrived; it will not be "
+                f"retried. {reconcile.capitalize()}"
+            )
+    elif state == "unknown" and 200 <= response.status_code < 300:
         out["message"] = (
-            "the request may have reached Confluence but no answer arrived; it will not be "
-            "retried. An operator reconciles it (harbor-confluence queue resolve)"
-            if response.maybe_sent
-            else "the request could not be sent; nothing reached Confluence"
+            f"Confluence answered {response.status_code} but not with JSON: the request may "
+            f"have been applied; {reconcile}"
         )
     elif state == "unknown":
         out["message"] = (
             f"a gateway answered {response.status_code}: the request may have been applied; "
-            "an operator reconciles it (harbor-confluence queue resolve)"
+            f"{reconcile}"
         )
     return out

@@ -2,7 +2,9 @@
 
 Projections are JMESPath expressions from the manifest, compiled once (plain dotted field
 paths take a faster route with the same result).  Upstream errors
-become summaries carrying Confluence's own message, never a traceback.
+become summaries carrying Confluence's own message, never a traceback.  A success whose
+body is not JSON is an upstream error naming what came instead; search highlight markers
+(``@@@hl@@@``/``@@@endhl@@@``, which Confluence puts around matched words) are removed.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from .manifest import Action
 from .transport import SendFailure
 from .updates import conflict_error, sent_version
 
-__all__ = ["Result", "Summarizer", "upstream_message"]
+__all__ = ["Result", "Summarizer", "json_answer", "upstream_message"]
 
 Outcome = Literal["sent", "held"]
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 # A JMESPath expression that is only unquoted identifiers joined by dots.
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# Confluence search wraps matched words in these (titles and excerpts).
+_HIGHLIGHT = re.compile("@@@(?:end)?hl@@@")
 
 
 class _FieldPath:
@@ -109,8 +113,13 @@ class Summarizer:
             value = expr.search(item)
             if value is None:
                 continue
-            if isinstance(value, str) and len(value) > self._max:
-                value = value[: self._max] + f"... [{len(value) - self._max} more characters]"
+            if isinstance(value, str):
+                if "@@@" in value:
+                    value = _HIGHLIGHT.sub("", value)
+                if len(value) > self._max:
+                    value = value[: self._max] + f"... [{len(value) - self._max} more characters]"
+            elif isinstance(value, list | dict):
+                value = _unmarked(value)
             out[name] = value
         return out
 
@@ -120,10 +129,20 @@ class Summarizer:
             return Result(
                 ok=False,
                 action=name,
+                status=response.status,
                 error={"type": response.kind, "message": response.message},
             )
         status = response.status_code
-        data = _json(response)
+        if 200 <= status < 300:
+            data, problem = json_answer(response)
+            if problem is not None:
+                error = {"type": "upstream", "message": problem}
+                content_type = _media_type(response)
+                if content_type:
+                    error["content_type"] = content_type
+                return Result(ok=False, action=name, status=status, error=error)
+        else:
+            data = _json(response)
         if 300 <= status < 400:
             return Result(
                 ok=False,
@@ -162,6 +181,39 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def _media_type(response: httpx.Response) -> str:
+    return str(response.headers.get("Content-Type", "")).split(";", 1)[0].strip().lower()[:100]
+
+
+def json_answer(response: httpx.Response) -> tuple[Any, str | None]:
+    """A success's JSON, or why it is not JSON.  An empty body (a 204, a delete) is
+    ``(None, None)``: nothing to summarise, nothing wrong."""
+    content = response.content
+    if not content.strip():
+        return None, None
+    status = response.status_code
+    media = _media_type(response)
+    if media != "application/json" and not media.endswith("+json"):
+        shown = media or "no Content-Type"
+        return None, f"Confluence answered {status} with {shown}, not JSON"
+    try:
+        return json.loads(content), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid UTF-8"
+        return None, f"Confluence answered {status} with {media} that does not parse: {why}"
+
+
+def _unmarked(value: Any) -> Any:
+    """``value`` with highlight markers removed from every string inside it."""
+    if isinstance(value, str):
+        return _HIGHLIGHT.sub("", value) if "@@@" in value else value
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unmarked(v) for k, v in value.items()}
+    return value
 
 
 def _next_link(data: Any) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import jmespath
 
-from .errors import InputError, Violation
+from .errors import InputError, ReadFailed, Violation
 from .manifest import Action, UpdateSpec
 
 __all__ = [
@@ -53,6 +53,7 @@ class ReadOutcome:
 
     data: Any = None
     problem: str | None = None
+    failed: bool = False  # the read reached Confluence and failed (not merely not allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,8 @@ def compose_update(action: Action, clean: dict[str, Any], read: ReadOutcome) -> 
             if value is not None:
                 body[name] = value
         if name not in body and name in declared:
+            if read.failed:  # the resource could not be read: an upstream answer (exit 5)
+                raise ReadFailed(action.name, spec.read, read.problem or "the read failed")
             raise InputError(
                 action.name,
                 [Violation(f"body.{name}", "required", "is required (it could not be read)")],

@@ -2,24 +2,213 @@
 
 Formats are enforced (jsonschema skips ``format`` unless given a checker), unknown keys
 are refused, and each violation names the field and the rule it broke.
+
+Schemas come from manifests, catalogs and policies, that is from outside, so their
+regular expressions (``pattern``, ``patternProperties``) run on RE2, a linear-time engine:
+no pattern can make a check backtrack for ever.  A pattern RE2 cannot run (backreferences,
+lookaround) is refused when the schema is loaded (:func:`check_schema`).
+
+After validation, numbers the schema declares ``integer`` are sent as integers: JSON
+Schema accepts ``1.0`` and ``1e2`` as integers, Confluence expects ``1`` and ``100``.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import math
 import re
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
+from .documents import MAX_INPUT_DEPTH
 from .errors import InputError, Violation
-from .manifest import Action
 
-__all__ = ["LOCATIONS", "InputValidator"]
+if TYPE_CHECKING:
+    from .manifest import Action
+
+__all__ = [
+    "LOCATIONS",
+    "MAX_INPUT_DEPTH",
+    "InputValidator",
+    "PatternError",
+    "SchemaValidator",
+    "UnknownAction",
+    "check_schema",
+    "pattern_search",
+]
 
 LOCATIONS = ("path", "query", "body")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
+_BASE = jsonschema.Draft202012Validator
+
+
+# -- RE2 for every pattern a schema carries ------------------------------------------------
+
+
+class PatternError(ValueError):
+    """A schema pattern RE2 cannot run; the message says which and why."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the reason is raised, not printed on stderr
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise PatternError(
+            f"pattern {pattern!r} cannot be used: the linear-time regex engine (RE2) "
+            f"refuses it ({reason}); backreferences and lookaround are not supported"
+        ) from None
+
+
+def pattern_search(pattern: str, text: str) -> bool:
+    """``re.search(pattern, text)`` in linear time (RE2); raises PatternError if unusable."""
+    regex = _compiled(pattern)
+    try:
+        data = text.encode("utf-8")  # RE2 runs on UTF-8; bytes skip the wrapper's offset maps
+    except UnicodeEncodeError:  # a lone surrogate: match what UTF-8 can carry instead
+        clean = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        data = clean.encode("utf-8")
+    return regex.search(data) is not None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    if validator.is_type(instance, "string") and not pattern_search(pattern, instance):
+        yield SchemaViolation(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if pattern_search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+_ADDITIONAL_PROPERTIES: Callable[..., Iterator[Any]] = _BASE.VALIDATORS["additionalProperties"]
+
+
+def _additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    """jsonschema's own, except that ``patternProperties`` are matched with RE2."""
+    patterns = schema.get("patternProperties") if isinstance(schema, dict) else None
+    if not patterns or not validator.is_type(instance, "object"):
+        yield from _ADDITIONAL_PROPERTIES(validator, extra, instance, schema)
+        return
+    properties = schema.get("properties", {})
+    extras = {
+        key
+        for key in instance
+        if key not in properties and not any(pattern_search(p, key) for p in patterns)
+    }
+    if validator.is_type(extra, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], extra, path=key)
+    elif not extra and extras:
+        verb = "does" if len(extras) == 1 else "do"
+        joined = ", ".join(repr(each) for each in sorted(extras))
+        listed = ", ".join(repr(each) for each in sorted(patterns))
+        yield SchemaViolation(f"{joined} {verb} not match any of the regexes: {listed}")
+
+
+# Draft 2020-12 with every regular expression on RE2.  (``unevaluatedProperties`` next to
+# ``patternProperties`` would match them with Python's engine: check_schema refuses it.)
+SchemaValidator: type[jsonschema.Draft202012Validator] = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    _BASE,
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
+)
+
+
+def _regex_format(value: object) -> bool:
+    if isinstance(value, str):
+        _compiled(value)  # raises PatternError naming the pattern and why
+    return True
+
+
+# The meta-schema marks ``pattern`` and ``patternProperties`` keys as format "regex": checked
+# with RE2 (the engine that will run them) instead of Python's.
+_SCHEMA_FORMATS = jsonschema.FormatChecker(formats=())
+_SCHEMA_FORMATS.checkers = {**_FORMAT_CHECKER.checkers, "regex": (_regex_format, PatternError)}
+
+
+def check_schema(schema: Any) -> None:
+    """Refuse a schema that is not valid Draft 2020-12 or whose patterns RE2 cannot run.
+
+    Raises ValueError with a message naming the pattern, where it is and why.
+    """
+    try:
+        _BASE.check_schema(schema, format_checker=_SCHEMA_FORMATS)
+    except jsonschema.SchemaError as exc:
+        if isinstance(exc.cause, PatternError):
+            where = ".".join(str(p) for p in exc.absolute_path) or "(schema)"
+            raise ValueError(f"not a valid JSON Schema: at {where}: {exc.cause}") from None
+        raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    except RecursionError:
+        raise ValueError("not a valid JSON Schema: nested too deeply to check") from None
+    if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
+        raise ValueError(
+            "not a valid JSON Schema: unevaluatedProperties cannot be combined with "
+            "patternProperties here (patterns run on RE2; use additionalProperties)"
+        )
+
+
+def _uses(schema: Any, keyword: str) -> bool:
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if keyword in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# -- unknown actions --------------------------------------------------------------------
+
+
+class UnknownAction(InputError):
+    """No action of that name: exit 2, with the closest names as suggestions."""
+
+    code = "unknown_action"
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        names = sorted(known)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        self.suggestions = tuple(close)  # closest first
+        if self.suggestions:
+            hint = f"did you mean: {', '.join(self.suggestions)}?"
+        else:
+            hint = "list them with: harbor-confluence actions"
+        message = f"unknown action {name!r}; {hint}"
+        super().__init__(name, [Violation("action", "enum", message)])
+        self.args = (message,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "suggestions": list(self.suggestions)}
+
+
+# -- the validator ------------------------------------------------------------------------
 
 
 class InputValidator:
@@ -33,9 +222,7 @@ class InputValidator:
         for loc in LOCATIONS:
             schema = getattr(action.parameters, loc)
             if schema is not None:
-                self._validators[loc] = jsonschema.Draft202012Validator(
-                    schema, format_checker=_FORMAT_CHECKER
-                )
+                self._validators[loc] = SchemaValidator(schema, format_checker=_FORMAT_CHECKER)
 
     def validate(self, data: Any) -> dict[str, Any]:
         """Return the input normalised to ``{"path": {}, "query": {}, "body": ...}``."""
@@ -44,6 +231,9 @@ class InputValidator:
             data = {}
         if not isinstance(data, dict):
             raise InputError(name, [Violation("input", "type", "must be a JSON object")])
+        problems, floats = _scan(data)
+        if problems:
+            raise InputError(name, problems)
         violations: list[Violation] = []
         for key in data:
             if key not in LOCATIONS:
@@ -72,9 +262,145 @@ class InputValidator:
             out[loc] = value
         if violations:
             raise InputError(name, violations)
+        if floats:  # only a float can be an integral float
+            for loc, value in out.items():
+                schema = self._validators[loc].schema
+                out[loc] = _integral(schema, value, schema, 0)
         out.setdefault("path", {})
         out.setdefault("query", {})
         return out
+
+
+def _scan(data: dict[str, Any]) -> tuple[list[Violation], bool]:
+    """What no schema can say: nesting depth, text that is not Unicode, NaN and Infinity;
+    and whether the input holds any float at all.
+
+    Iterative (deep input cannot exhaust the recursion limit) and run before the schemas.
+    Depth counts containers, the input object itself being level 1.
+    """
+    out: list[Violation] = []
+    floats = False
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack and len(out) < 10:
+        node, where, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_INPUT_DEPTH:
+                message = (
+                    f"is nested more than {MAX_INPUT_DEPTH} levels deep "
+                    f"(the limit is {MAX_INPUT_DEPTH})"
+                )
+                out.append(Violation(where or "input", "maxDepth", message))
+                break
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and _bad_text(key):
+                    out.append(Violation(_ascii(path), "encoding", _SURROGATE_MSG))
+                stack.append((value, path, depth + 1))
+        elif isinstance(node, str):
+            if _bad_text(node):
+                out.append(Violation(_ascii(where), "encoding", _SURROGATE_MSG))
+        elif isinstance(node, float):
+            floats = True
+            if not math.isfinite(node):
+                message = "must be a finite number (NaN and Infinity are not JSON)"
+                out.append(Violation(where or "input", "type", message))
+    return out, floats
+
+
+_SURROGATE_MSG = "contains a lone surrogate (U+D800..U+DFFF), which is not valid Unicode text"
+
+
+def _bad_text(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _ascii(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _says_integer(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
+def _integral(schema: Any, value: Any, root: Any, depth: int) -> Any:
+    """The validated value with every integral float the schema types ``integer`` as an int.
+
+    Follows the schema into properties, patternProperties, additionalProperties, items,
+    prefixItems, local ``$ref``\\ s and the applicators; builds new containers only where
+    something changed (the caller's input is never modified).
+    """
+    if not isinstance(schema, dict) or depth > 2 * MAX_INPUT_DEPTH + 16:
+        return value
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#"):
+        value = _integral(_pointer(root, ref[1:]), value, root, depth + 1)
+    if isinstance(value, float) and value.is_integer() and _says_integer(schema):
+        value = int(value)
+    elif isinstance(value, dict):
+        value = _integral_object(schema, value, root, depth)
+    elif isinstance(value, list):
+        value = _integral_array(schema, value, root, depth)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        branches = schema.get(keyword)
+        if isinstance(branches, list):
+            for branch in branches:
+                value = _integral(branch, value, root, depth + 1)
+    for keyword in ("then", "else"):
+        value = _integral(schema.get(keyword), value, root, depth + 1)
+    return value
+
+
+def _integral_object(
+    schema: dict[str, Any], value: dict[str, Any], root: Any, depth: int
+) -> dict[str, Any]:
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    patterns = schema.get("patternProperties")
+    patterns = patterns if isinstance(patterns, dict) else {}
+    extra = schema.get("additionalProperties")
+    changed: dict[str, Any] = {}
+    for key, item in value.items():
+        matched = [s for p, s in patterns.items() if pattern_search(p, key)]
+        subschemas = ([properties[key]] if key in properties else []) + matched
+        if key not in properties and not matched and isinstance(extra, dict):
+            subschemas = [extra]
+        new = item
+        for sub in subschemas:
+            new = _integral(sub, new, root, depth + 1)
+        if new is not item:
+            changed[key] = new
+    return {**value, **changed} if changed else value
+
+
+def _integral_array(schema: dict[str, Any], value: list[Any], root: Any, depth: int) -> list[Any]:
+    prefix = schema.get("prefixItems")
+    prefix = prefix if isinstance(prefix, list) else []
+    items = schema.get("items")
+    out: list[Any] | None = None
+    for i, item in enumerate(value):
+        sub = prefix[i] if i < len(prefix) else items
+        new = _integral(sub, item, root, depth + 1)
+        if new is not item:
+            if out is None:
+                out = list(value)
+            out[i] = new
+    return value if out is None else out
+
+
+def _pointer(root: Any, pointer: str) -> Any:
+    """Resolve a local JSON Pointer (``/$defs/x``); None when it leads nowhere."""
+    node = root
+    for raw in pointer.split("/")[1:] if pointer else []:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
 
 
 def _path_values(values: dict[str, Any]) -> list[Violation]:

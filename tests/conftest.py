@@ -1,7 +1,9 @@
 """Shared fixtures: a simulator on loopback, a throwaway state dir, a Port, the CLI.
 
 Every exchange a test makes with the simulator is validated against Atlassian's
-OpenAPI document at teardown (when the document is available).
+OpenAPI document at teardown.  Without the document the check is off, and the session
+says so (in its header and as a warning); with ``HARBOR_REQUIRE_CONTRACT=1`` (CI) a
+missing document stops the session before any test runs.
 """
 
 from __future__ import annotations
@@ -30,12 +32,47 @@ API_TOKEN = "canary-api-token-" + secrets.token_hex(8)
 ACCESS_TOKEN = "canary-access-token-" + secrets.token_hex(8)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under HARBOR_REQUIRE_CONTRACT=1 the contract check may not switch itself off."""
+    from tests.contract import ENV_REQUIRE, contract_required, missing_message, missing_specs
+
+    missing = missing_specs()
+    if missing and contract_required():
+        raise pytest.UsageError(
+            f"{ENV_REQUIRE}=1 but the contract check cannot run: {missing_message(missing)}"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.contract import ENV_REQUIRE, missing_message, missing_specs, spec_dir
+
+    missing = missing_specs()
+    if not missing:
+        return f"contract: simulator exchanges are checked against {spec_dir()}"
+    return (
+        f"contract: OFF, exchanges are not checked: {missing_message(missing)} "
+        f"({ENV_REQUIRE}=1 makes this an error)"
+    )
+
+
 @pytest.fixture(scope="session")
 def contract() -> Any:
-    from tests.contract import ContractChecker, load_spec
+    import warnings
+
+    from tests.contract import ContractChecker, ContractSkip, load_spec, missing_message
+    from tests.contract import spec_path as contract_spec_path
 
     spec = load_spec("v2")
-    return ContractChecker(spec) if spec is not None else None
+    if spec is None:
+        warnings.warn(
+            ContractSkip(
+                "simulator exchanges are not checked against the contract: "
+                + missing_message([contract_spec_path("v2")])
+            ),
+            stacklevel=2,
+        )
+        return None
+    return ContractChecker(spec)
 
 
 @pytest.fixture

@@ -61,7 +61,10 @@ __all__ = [
     "ExchangeLike",
     "api_version_for",
     "contract_path",
+    "contract_required",
     "load_spec",
+    "missing_message",
+    "missing_specs",
     "require_spec",
     "spec_dir",
     "spec_path",
@@ -113,13 +116,31 @@ def load_spec(version: ApiVersion) -> dict[str, Any] | None:
     return data
 
 
+def missing_specs() -> list[Path]:
+    """The documents the suite checks against that are not on disk (v2 and v1)."""
+    return [path for path in (spec_path("v2"), spec_path("v1")) if not path.is_file()]
+
+
+def contract_required() -> bool:
+    """``HARBOR_REQUIRE_CONTRACT=1`` (CI): a missing document fails the session."""
+    return os.environ.get(ENV_REQUIRE) == "1"
+
+
+def missing_message(missing: Sequence[Path]) -> str:
+    listed = ", ".join(str(p) for p in missing)
+    return (
+        f"Atlassian's OpenAPI document(s) not found: {listed}; set {ENV_SPEC_DIR} to the "
+        "directory that holds them"
+    )
+
+
 def require_spec(version: ApiVersion = "v2") -> dict[str, Any]:
     """The document, else skip the test (or fail it when HARBOR_REQUIRE_CONTRACT=1, as in CI)."""
     spec = load_spec(version)
     if spec is not None:
         return spec
     message = f"Atlassian OpenAPI document not found at {spec_path(version)}: set {ENV_SPEC_DIR}"
-    if os.environ.get(ENV_REQUIRE) == "1":
+    if contract_required():
         pytest.fail(message)
     pytest.skip(message)
 

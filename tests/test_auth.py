@@ -416,7 +416,7 @@ def test_identity_hosts_must_be_https_unless_loopback(
     home: Path, cli: Callable[..., CliResult]
 ) -> None:
     refused = cli("config", "set", "identity-url", "http://api.example.com")
-    assert refused.code == 1 and "loopback" in refused.err
+    assert refused.code == 2 and "loopback" in refused.err  # a broken URL rule: invalid input
     assert cli("config", "set", "auth-url", "http://127.0.0.1:8089").code == 0
     assert cli("config", "get", "auth-url").out.strip() == "http://127.0.0.1:8089"
     assert cli("config", "set", "base-url", "https://your-domain.atlassian.net/").code == 1

@@ -86,7 +86,7 @@ def test_config_set_get_unset(cli: Callable[..., CliResult], home: Path) -> None
     bad = cli("config", "set", "base-url", "https://your-domain.atlassian.net/")
     assert bad.code == 1 and "placeholder" in bad.err
     insecure = cli("config", "set", "base-url", "http://acme.atlassian.net")
-    assert insecure.code == 1 and "https" in insecure.err
+    assert insecure.code == 2 and "https" in insecure.err  # a broken URL rule: invalid input
     assert cli("config", "unset", "base-url").code == 0
     assert cli("config", "get", "base-url", "--json").json()["value"] is None
 

@@ -92,7 +92,7 @@ def test_draft_lifecycle(
     live = {row["name"] for row in cli("actions", "--json").json()}
     assert not live & {"lookup-space", "peek-page"}
     not_callable = cli("run", "lookup-space", "--input", json.dumps({"path": {"id": SPACE}}))
-    assert not_callable.code == 1 and "unknown action 'lookup-space'" in not_callable.err
+    assert not_callable.code == 2 and "unknown action 'lookup-space'" in not_callable.err
     assert sim.request_count == 0
 
     # validate: the path-capable one fails, naming the variable and why; the other passes

@@ -67,10 +67,14 @@ def test_unknown_page_is_an_upstream_summary(port: Port) -> None:
     assert "Traceback" not in result.to_json()
 
 
-def test_missing_credentials_give_401_summary(sim: Simulator, home: Path) -> None:
-    with Port.load(home=home, base_url=sim.url) as port:
-        result = port.call("search-pages", {"query": {"limit": 1}})
-    assert result.status == 401 and not result.ok
+def test_missing_credential_stops_before_sending(sim: Simulator, home: Path) -> None:
+    from harbor_confluence.auth import NoCredential
+
+    with Port.load(home=home, base_url=sim.url) as port, pytest.raises(NoCredential) as info:
+        port.call("search-pages", {"query": {"limit": 1}})
+    assert info.value.code == "no_credential" and info.value.exit_code == 1
+    assert "harbor-confluence token set" in str(info.value)
+    assert sim.request_count == 0
 
 
 def test_bearer_token(sim: Simulator, home: Path) -> None:
@@ -123,7 +127,8 @@ def test_timeout_is_a_summary(sim: Simulator, home: Path) -> None:
 
 
 def test_connection_refused_is_a_summary(home: Path) -> None:
-    with Port.load(home=home, base_url="http://127.0.0.1:9") as port:
+    cred = Credential.basic(EMAIL, API_TOKEN, "t")
+    with Port.load(home=home, base_url="http://127.0.0.1:9", credential=cred) as port:
         result = port.call("search-pages", {"query": {"limit": 1}})
     assert not result.ok and result.error and result.error["type"] == "connect"
 
@@ -157,8 +162,9 @@ def test_create_page_is_held_and_nothing_is_sent(port: Port, sim: Simulator) -> 
 
 
 def test_unknown_action(port: Port) -> None:
-    with pytest.raises(ConfigError, match="unknown action 'delete-everything'"):
+    with pytest.raises(InputError, match="unknown action 'delete-everything'") as info:
         port.call("delete-everything", {})
+    assert info.value.code == "unknown_action" and info.value.exit_code == 2
 
 
 def test_placeholder_base_url_refuses_to_run(home: Path) -> None:

@@ -544,3 +544,18 @@ def test_a_flood_of_bad_tokens_is_audited_within_bounds(tmp_path: Path) -> None:
     assert len(records) == 50
     assert all("hbn_bad" not in json.dumps(r) for r in records)
     assert port.audit.verify().ok
+
+
+def test_refusals_keep_their_class_and_code_over_the_node(node: Node) -> None:
+    r = node.client("codex/agent", "run", "get-pgae", "--input", "{}")
+    assert r.code == 2 and "did you mean: get-page" in r.err
+    with NodeClient(node.url, token=node.tokens["codex/agent"]) as client:
+        with pytest.raises(InputError) as unknown:
+            client.call("get-pgae", {})
+        assert unknown.value.code == "unknown_action" and unknown.value.exit_code == 2
+        deep: Any = {"path": {"id": "1"}}
+        for _ in range(200):
+            deep = {"x": deep}
+        with pytest.raises(InputError) as nested:
+            client.call("get-page", deep)
+        assert nested.value.violations[0].rule == "maxDepth"

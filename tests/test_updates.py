@@ -379,3 +379,52 @@ def test_bad_update_input_sends_nothing(
         auto.call("update-page", {"path": {"id": PAGE}, "body": body})
     assert (field, rule) in [(v.field, v.rule) for v in info.value.violations]
     assert sim.request_count == 0  # not even the read
+
+
+# -- found by the property suite (tests/test_properties.py) --------------------------------
+
+
+def test_finding_update_of_an_unreadable_page_is_a_read_failure(sim: Simulator, home: Path) -> None:
+    """expected_version makes the read optional; when it then fails upstream (404) and the
+    title must come from it, that is the read's failure (exit 5), not invalid input."""
+    with (
+        Port.load(
+            home=home, base_url=sim.url, credential=Credential.basic(EMAIL, API_TOKEN, "t")
+        ) as port,
+        pytest.raises(ReadFailed) as info,
+    ):
+        port.call(
+            "update-page",
+            {"path": {"id": "999999"}, "body": {"body": content("x"), "expected_version": 2}},
+        )
+    assert info.value.exit_code == 5 and "get-page" in str(info.value)
+    assert requests_of(sim) == [("GET", "/wiki/api/v2/pages/999999")]
+
+
+def test_finding_oversized_update_is_denied_before_its_read(sim: Simulator, home: Path) -> None:
+    """The packaged policy caps JSON bodies at 1 MB: a body already over it makes no read."""
+    with (
+        Port.load(
+            home=home, base_url=sim.url, credential=Credential.basic(EMAIL, API_TOKEN, "t")
+        ) as port,
+        pytest.raises(PolicyDenied) as info,
+    ):
+        port.call("update-page", {"path": {"id": PAGE}, "body": {"body": content("x" * 1_100_000)}})
+    assert "cap" in info.value.rule or "body" in info.value.rule
+    assert sim.request_count == 0
+
+
+def test_finding_expected_version_leaves_room_for_plus_one(sim: Simulator, home: Path) -> None:
+    """version.number = expected_version + 1 must stay an int32 (the v2 document's type)."""
+    cases = (
+        ("update-page", {"id": PAGE}, {"title": "T", "body": content("x")}),
+        ("update-page-property", {"page_id": PAGE, "property_id": "1"}, {"value": 1}),
+    )
+    with make_port(sim, home) as port:
+        for action, path, rest in cases:
+            with pytest.raises(InputError) as info:
+                port.call(action, {"path": path, "body": {**rest, "expected_version": 2**31 - 1}})
+            assert [(v.field, v.rule) for v in info.value.violations] == [
+                ("body.expected_version", "maximum")
+            ]
+    assert sim.request_count == 0

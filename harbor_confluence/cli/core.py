@@ -101,13 +101,16 @@ def _read_input(spec: str | None) -> Any:
     if len(raw) > MAX_INPUT_BYTES:
         msg = f"input from {where} is larger than {MAX_INPUT_BYTES} bytes"
         raise CliExit(EXIT_INVALID, {"code": "invalid_input", "message": msg}, f"error: {msg}")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        msg = f"input from {where} is not valid JSON: {exc}"
-        raise CliExit(
-            EXIT_INVALID, {"code": "invalid_input", "message": msg}, f"error: {msg}"
-        ) from None
+    from harbor_confluence.documents import MAX_INPUT_DEPTH, loads_json
+    from harbor_confluence.errors import InputError
+
+    try:  # the nesting depth is measured before parsing (no RecursionError)
+        return loads_json(raw, where, MAX_INPUT_DEPTH, field="input")
+    except InputError as exc:
+        problem = exc.violations[0]
+        msg = f"input from {where} {problem.message} [{problem.rule}]"
+        payload = {"code": "invalid_input", "message": msg, "rule": problem.rule}
+        raise CliExit(EXIT_INVALID, payload, f"error: {msg}") from None
 
 
 def _run_all(args: argparse.Namespace, data: Any) -> int:
@@ -207,11 +210,48 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_SIM_HELP = (
+    "Serve the bundled Confluence Cloud simulator (made-up data) until Ctrl-C. It accepts "
+    "one account: HTTP Basic with email sim@example.com and API token harbor-sim-api-token, "
+    "or the OAuth access token harbor-sim-access-token (Authorization: Bearer; it also "
+    "plays Atlassian's identity host: accessible-resources, /oauth/token and the gateway "
+    "/ex/confluence/<cloudId>). Anything else gets HTTP 401. Set HARBOR_SIM_EMAIL, "
+    "HARBOR_SIM_API_TOKEN and HARBOR_SIM_ACCESS_TOKEN to choose others (environment only: "
+    "secrets never go on the command line)."
+)
+_SIM_EPILOG = (
+    "to use it: harbor-confluence config set base-url http://127.0.0.1:8089, then "
+    "harbor-confluence token set --basic --email sim@example.com (the API token on the "
+    "prompt), or export CONFLUENCE_URL, CONFLUENCE_EMAIL and CONFLUENCE_API_TOKEN. For the "
+    "access token, also config set identity-url http://127.0.0.1:8089"
+)
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from harbor_confluence.sim import serve
 
     serve(host=args.host, port=args.port, extra_pages=args.extra_pages)
     return EXIT_OK
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be 0..1000000")
+    return value
+
+
+def _sim_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0-65535 (0: any free port)")
+    return value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -272,8 +312,32 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v = msub.add_parser("validate", parents=[common])
     v.add_argument("file")
 
-    p = add_command(sub, common, "sim", cmd_sim, "serve the Confluence Cloud simulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--extra-pages", type=int, default=0)
+    p = sub.add_parser(
+        "sim",
+        parents=[common],
+        help="serve the Confluence Cloud simulator (sim@example.com / harbor-sim-api-token)",
+        description=_SIM_HELP,
+        epilog=_SIM_EPILOG,
+    )
+    p.set_defaults(func=cmd_sim)
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; the demo credentials are public, "
+        "so keep it on loopback)",
+    )
+    p.add_argument(
+        "--port",
+        type=_sim_port,
+        default=8089,
+        help="TCP port to listen on (default 8089; 0 picks a free one, printed at start)",
+    )
+    p.add_argument(
+        "--extra-pages",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="seed N more pages into the ENG space on top of the demo content, for paging "
+        "and load tests (default 0)",
+    )
     add_command(sub, common, "demo", cmd_demo, "run the simulator and a short tour")

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from harbor_confluence.queue import Ticket
     from harbor_confluence.reviews import ReviewsService
 
-# How `queue status` (and commands that run a ticket) exit, so agents can branch on it.
+# How `queue status`, `queue approve` and `queue run` exit by the ticket's state, as the
+# README's table says: 0 succeeded, 4 waiting (for approvals, for the run, or, `unknown`,
+# for an operator's `queue resolve`), 3 rejected/expired/cancelled, 5 failed.  A refusal
+# (wrong state, tampered, self-approval, ...) is 3, invalid input 2, anything else 1.
 STATE_EXIT = {
     "pending": EXIT_HELD,
     "approved": EXIT_HELD,
@@ -133,8 +136,6 @@ def _outcome(args: argparse.Namespace, t: Ticket, ran: bool) -> int:
     status = f" HTTP {result['status']}" if result.get("status") else ""
     text = f"{t.id}: {t.state}{status}\n" + json.dumps(result, indent=2, ensure_ascii=False)
     emit(args, payload, text)
-    if t.state == "unknown":
-        return EXIT_ERROR
     return STATE_EXIT.get(t.state, EXIT_ERROR)
 
 
@@ -224,17 +225,26 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("id")
     q = add(
         "status", cmd_status,
-        "state and result / reason / expiry; exit 0 succeeded, 4 waiting, 3 rejected/expired/"
-        "cancelled, 5 failed",
+        "state and result / reason / expiry; exit 0 succeeded, 4 waiting (pending, approved, "
+        "executing, unknown), 3 rejected/expired/cancelled, 5 failed",
     )  # fmt: skip
     q.add_argument("id")
-    q = add("approve", cmd_approve, "approve; runs the request once enough approvals exist")
+    q = add(
+        "approve", cmd_approve,
+        "approve; runs the request once enough approvals exist and then exits like status "
+        "by the state it leaves (a refused approval exits 3)",
+    )  # fmt: skip
     q.add_argument("id")
     who(q)
     q.add_argument("--reason", help="why (recorded in the audit log)")
     q.add_argument("--fingerprint", help="the fingerprint you reviewed (12+ characters)")
     q.add_argument("--no-run", action="store_true", help="approve only; send later")
-    q = add("run", cmd_run, "send an approved ticket's request (exactly once)", ("execute",))
+    q = add(
+        "run", cmd_run,
+        "send an approved ticket's request (exactly once); exits like status by the state "
+        "it leaves (a refused run exits 3)",
+        ("execute",),
+    )  # fmt: skip
     q.add_argument("id")
     who(q)
     q = add("reject", cmd_reject, "refuse a ticket; --reason is required and reaches the agent")

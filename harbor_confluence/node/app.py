@@ -9,7 +9,6 @@ The blocking work (SQLite, the upstream request) runs in worker threads.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from harbor_confluence import __version__
+from harbor_confluence.documents import MAX_REQUEST_DEPTH, loads_json
 from harbor_confluence.errors import HarborError, InputError, Violation
 from harbor_confluence.pagination import (
     DEFAULT_MAX_ITEMS,
@@ -74,10 +74,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _bad("body", "json", f"is not valid JSON: {exc}") from None
+    data = loads_json(raw, "request", MAX_REQUEST_DEPTH, field="body")  # depth-capped
     if not isinstance(data, dict):
         raise _bad("body", "type", "must be a JSON object")
     return data
