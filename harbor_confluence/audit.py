@@ -19,6 +19,10 @@ Appends are serialised across threads and processes with ``flock`` and made dura
 ``fsync`` before :meth:`AuditLog.append` returns (``durable=False`` skips the fsync, not
 the anchor).  Values that look like a credential are replaced with ``[redacted]`` before
 they are written: no record holds a credential, and no record holds the key.
+
+Nodes sharing a PostgreSQL database (``HARBOR_DATABASE_URL``) share one chain: the same
+records, MACs and anchor in tables (``postgres/audit.py``), each append serialised by an
+advisory lock and anchored in its own transaction; :meth:`AuditLog.for_home` picks it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,7 +45,18 @@ from .errors import HarborError
 from .integrity import IntegrityKey
 from .request import canonical_json
 
-__all__ = ["GAP_EVENT", "GENESIS", "AuditError", "AuditLog", "VerifyResult", "redact"]
+__all__ = [
+    "GAP_EVENT",
+    "GENESIS",
+    "AuditError",
+    "AuditLog",
+    "VerifyResult",
+    "anchor_mac",
+    "anchor_problem",
+    "check_anchor",
+    "redact",
+    "walk_chain",
+]
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.jsonl"
@@ -167,8 +182,22 @@ class AuditLog:
 
     @classmethod
     def for_home(cls, home: Path, *, key: IntegrityKey | None = None) -> AuditLog:
-        """The log of one state directory."""
-        return cls(Path(home) / LOG_NAME, key=key)
+        """The log of one state directory: ``audit.jsonl``, or the shared database's chain
+        when one is configured (``HARBOR_DATABASE_URL`` or ``database-url``)."""
+        from .postgres import database_url
+
+        url = database_url(Path(home))
+        if url is None:
+            return cls(Path(home) / LOG_NAME, key=key)
+        from .postgres.audit import PgAuditLog
+        from .postgres.db import Database
+
+        return PgAuditLog(Database.shared(url), Path(home), key=key)
+
+    @property
+    def location(self) -> str:
+        """Where the records are, to show an operator (a path, or a redacted URL)."""
+        return str(self.path)
 
     @property
     def key(self) -> IntegrityKey:
@@ -289,27 +318,14 @@ class AuditLog:
         self, last: dict[str, Any] | None, key: IntegrityKey
     ) -> dict[str, Any] | None:
         """Why the anchor does not name ``last`` (the fields of an ``audit-gap`` record)."""
-        anchor = self._read_anchor(key)
-        log_seq = last["seq"] if last else 0
-        if anchor is None:
-            if last is None:
-                return None  # a new log
-            return {"problem": "anchor_missing", "log_seq": log_seq}
-        if isinstance(anchor, str):
-            return {"problem": "anchor_rewritten", "log_seq": log_seq}
-        seq, digest = anchor
-        if seq > log_seq:
-            return {"problem": "cut_from_end", "log_seq": log_seq, "anchor_seq": seq}
-        if last is not None and seq == log_seq and digest != last["hash"]:
-            return {"problem": "last_record_replaced", "log_seq": log_seq, "anchor_seq": seq}
-        return None  # the anchor may lag by a record written just before a crash
+        return anchor_problem(last, self._read_anchor(key))
 
     def _write_anchor(self, seq: int, digest: str, key: IntegrityKey) -> None:
         """Point the anchor at the record just written (in place, fixed size).
 
         Not fsynced: it is written after the record, and a durable record is fsynced first.
         """
-        mac = key.mac(_ANCHOR_MAC, _anchor_data(seq, digest))
+        mac = anchor_mac(seq, digest, key)
         # The same bytes json.dumps would give (every value is an int or hex), only cheaper.
         text = f'{{"v":{_ANCHOR_VERSION},"seq":{int(seq)},"hash":"{digest}","mac":"{mac}"}}'
         flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW
@@ -414,21 +430,9 @@ class AuditLog:
         try:
             data = json.loads(raw.split(b"\n", 1)[0])
             seq, digest, mac = data["seq"], data["hash"], data.get("mac")
-            if not isinstance(seq, int) or not isinstance(digest, str) or seq < 1:
-                raise TypeError
         except (ValueError, KeyError, TypeError, IndexError):
             return f"the anchor {self.head_path.name} is unreadable"
-        if mac is None:
-            return (
-                f"the anchor {self.head_path.name} is not keyed (written before the log was "
-                "keyed, or rewritten without the key)"
-            )
-        if not key.check(_ANCHOR_MAC, _anchor_data(seq, digest), mac):
-            return (
-                f"the anchor {self.head_path.name} was rewritten: its MAC is not one made "
-                "with this installation's integrity key"
-            )
-        return seq, digest
+        return check_anchor(seq, digest, mac, key, self.head_path.name)
 
     @contextlib.contextmanager
     def _shared(self) -> Iterator[None]:
@@ -453,71 +457,139 @@ class AuditLog:
             anchor = self._read_anchor(key)
         if lines and lines[-1] == b"":
             lines.pop()
-        prev = GENESIS
-        hashes: list[str] = []
-        for index, raw in enumerate(lines):
-            record = _parse_record(raw)
-            if record is None:
-                return VerifyResult(
-                    False, index, index, None, f"line {index + 1} is not an audit record"
-                )
-            seq: int = record["seq"]
-            where = f"record #{seq} (line {index + 1})"
-            if not key.check(_RECORD_MAC, _body(record), record["hash"]):
-                if _unkeyed_hash(record) == record["hash"]:
-                    why = (
-                        f"{where} is forged: its hash is a plain SHA-256, not a MAC made with "
-                        "this installation's integrity key (appended by someone without the "
-                        "key, or written before the log was keyed)"
-                    )
-                else:
-                    why = f"{where} was edited: its content does not match its hash"
-                return VerifyResult(False, index, index, seq, why)
-            expected = index + 1
-            if seq != expected:
-                return VerifyResult(
-                    False, index, index, seq,
-                    f"expected record #{expected} at line {index + 1} but found #{seq}: "
-                    "records were removed or reordered",
-                )  # fmt: skip
-            if record.get("prev") != prev:
-                before = f"record #{seq - 1}" if seq > 1 else "the start of the log"
-                return VerifyResult(
-                    False, index, index, seq,
-                    f"{where} does not follow {before}: "
-                    "a record was replaced, removed or reordered",
-                )  # fmt: skip
-            if record.get("event") == GAP_EVENT:
-                return VerifyResult(False, index, index, seq, _gap_reason(record))
-            prev = record["hash"]
-            hashes.append(prev)
-        count = len(hashes)
-        if anchor is None:
-            if count:
-                return VerifyResult(
-                    False, count, count, None,
-                    f"the anchor {self.head_path.name} is missing: records may have been "
-                    f"removed from the end after record #{count}",
-                )  # fmt: skip
-            return VerifyResult(True, 0)
-        if isinstance(anchor, str):
-            return VerifyResult(False, count, count, None, anchor)
-        anchor_seq, anchor_hash = anchor
-        if anchor_seq > count:
-            return VerifyResult(
-                False, count, count, count + 1,
-                f"the log ends at record #{count} but record #{anchor_seq} was written: "
-                f"records #{count + 1}..#{anchor_seq} were removed from the end",
-            )  # fmt: skip
-        if hashes[anchor_seq - 1] != anchor_hash:
-            return VerifyResult(
-                False, count, anchor_seq - 1, anchor_seq,
-                f"record #{anchor_seq} is not the record that was written last "
-                "(the log was rewritten)",
-            )  # fmt: skip
         # Records after the anchor (a crash between a record and its anchor) carry valid
-        # MACs, checked above: only the key's holder can have written them.
-        return VerifyResult(True, count)
+        # MACs, checked in the walk: only the key's holder can have written them.
+        return walk_chain(lines, anchor, key, anchor_name=self.head_path.name)
+
+
+def walk_chain(
+    records: Iterable[bytes | str],
+    anchor: tuple[int, str] | str | None,
+    key: IntegrityKey,
+    *,
+    unit: str = "line",
+    anchor_name: str = HEAD_NAME,
+    unanchored_ok: bool = True,
+) -> VerifyResult:
+    """Check a chain, oldest record first, against its anchor (``(seq, hash)``, a problem,
+    or None when there is none); the first record that does not fit is named.
+
+    ``unit`` is what a position is called (a file's ``line``, a table's ``row``).
+    ``unanchored_ok`` accepts valid records after the anchor (a file log's crash window);
+    a store that moves the anchor with every append in one transaction has none.
+    """
+    prev = GENESIS
+    hashes: list[str] = []
+    for index, raw in enumerate(records):
+        record = _parse_record(raw.encode() if isinstance(raw, str) else raw)
+        if record is None:
+            return VerifyResult(
+                False, index, index, None, f"{unit} {index + 1} is not an audit record"
+            )
+        seq: int = record["seq"]
+        where = f"record #{seq} ({unit} {index + 1})"
+        if not key.check(_RECORD_MAC, _body(record), record["hash"]):
+            if _unkeyed_hash(record) == record["hash"]:
+                why = (
+                    f"{where} is forged: its hash is a plain SHA-256, not a MAC made with "
+                    "this installation's integrity key (appended by someone without the "
+                    "key, or written before the log was keyed)"
+                )
+            else:
+                why = f"{where} was edited: its content does not match its hash"
+            return VerifyResult(False, index, index, seq, why)
+        expected = index + 1
+        if seq != expected:
+            return VerifyResult(
+                False, index, index, seq,
+                f"expected record #{expected} at {unit} {index + 1} but found #{seq}: "
+                "records were removed or reordered",
+            )  # fmt: skip
+        if record.get("prev") != prev:
+            before = f"record #{seq - 1}" if seq > 1 else "the start of the log"
+            return VerifyResult(
+                False, index, index, seq,
+                f"{where} does not follow {before}: "
+                "a record was replaced, removed or reordered",
+            )  # fmt: skip
+        if record.get("event") == GAP_EVENT:
+            return VerifyResult(False, index, index, seq, _gap_reason(record))
+        prev = record["hash"]
+        hashes.append(prev)
+    count = len(hashes)
+    if anchor is None:
+        if count:
+            return VerifyResult(
+                False, count, count, None,
+                f"the anchor {anchor_name} is missing: records may have been "
+                f"removed from the end after record #{count}",
+            )  # fmt: skip
+        return VerifyResult(True, 0)
+    if isinstance(anchor, str):
+        return VerifyResult(False, count, count, None, anchor)
+    anchor_seq, anchor_hash = anchor
+    if anchor_seq > count:
+        return VerifyResult(
+            False, count, count, count + 1,
+            f"the log ends at record #{count} but record #{anchor_seq} was written: "
+            f"records #{count + 1}..#{anchor_seq} were removed from the end",
+        )  # fmt: skip
+    if hashes[anchor_seq - 1] != anchor_hash:
+        return VerifyResult(
+            False, count, anchor_seq - 1, anchor_seq,
+            f"record #{anchor_seq} is not the record that was written last "
+            "(the log was rewritten)",
+        )  # fmt: skip
+    if not unanchored_ok and anchor_seq < count:
+        return VerifyResult(
+            False, count, anchor_seq, anchor_seq + 1,
+            f"records #{anchor_seq + 1}..#{count} were added without moving the anchor "
+            "(not by the log's writer)",
+        )  # fmt: skip
+    return VerifyResult(True, count)
+
+
+def check_anchor(
+    seq: object, digest: object, mac: object, key: IntegrityKey, name: str
+) -> tuple[int, str] | str:
+    """An anchor's ``(seq, hash)`` when its MAC is this key's, else what is wrong with it."""
+    if not isinstance(seq, int) or not isinstance(digest, str) or seq < 1:
+        return f"the anchor {name} is unreadable"
+    if mac is None:
+        return (
+            f"the anchor {name} is not keyed (written before the log was "
+            "keyed, or rewritten without the key)"
+        )
+    if not key.check(_ANCHOR_MAC, _anchor_data(seq, digest), mac):
+        return (
+            f"the anchor {name} was rewritten: its MAC is not one made "
+            "with this installation's integrity key"
+        )
+    return seq, digest
+
+
+def anchor_mac(seq: int, digest: str, key: IntegrityKey) -> str:
+    """The MAC an anchor naming record ``seq`` with ``digest`` carries."""
+    return key.mac(_ANCHOR_MAC, _anchor_data(seq, digest))
+
+
+def anchor_problem(
+    last: dict[str, Any] | None, anchor: tuple[int, str] | str | None
+) -> dict[str, Any] | None:
+    """Why ``anchor`` does not name ``last`` (the fields of an ``audit-gap`` record)."""
+    log_seq = last["seq"] if last else 0
+    if anchor is None:
+        if last is None:
+            return None  # a new log
+        return {"problem": "anchor_missing", "log_seq": log_seq}
+    if isinstance(anchor, str):
+        return {"problem": "anchor_rewritten", "log_seq": log_seq}
+    seq, digest = anchor
+    if seq > log_seq:
+        return {"problem": "cut_from_end", "log_seq": log_seq, "anchor_seq": seq}
+    if last is not None and seq == log_seq and digest != last["hash"]:
+        return {"problem": "last_record_replaced", "log_seq": log_seq, "anchor_seq": seq}
+    return None  # the anchor may lag by a record written just before a crash
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -33,7 +33,7 @@ from .config import LocalConfig, atomic_write
 from .credentials import Credential, ReconnectRequired, credential_from_env
 from .errors import ConfigError
 from .manifest import PLACEHOLDER_BASE_URL, Manifest
-from .request import Target
+from .request import Target, URLRefused
 from .secretstore import BACKENDS, SecretStore
 
 __all__ = [
@@ -476,3 +476,12 @@ def check_config_value(key: str, value: str) -> None:
         raise ConfigError(f"secret-backend must be one of: {', '.join(BACKENDS)}")
     elif key == "site" and not value.strip():
         raise ConfigError("site must be a site name, URL or cloudId")
+    elif key == "database-url":
+        from .postgres import check_url, url_secrets
+
+        check_url(value)
+        if url_secrets(value):  # config.json is shown by `config get`: no password in it
+            raise URLRefused(
+                "database-url: a password does not belong in config.json; keep it in "
+                "~/.pgpass or PGPASSFILE [password]"
+            )

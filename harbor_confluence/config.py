@@ -21,7 +21,8 @@ __all__ = ["CONFIG_KEYS", "LocalConfig", "atomic_write", "state_dir"]
 HOME_ENV = "HARBOR_CONFLUENCE_HOME"
 # base-url: the tenant; site: which accessible site a bearer token uses (name, URL or
 # cloudId); identity-url / auth-url: Atlassian's identity hosts (point them at the
-# simulator in tests); secret-backend: file (default) or keyring.
+# simulator in tests); secret-backend: file (default) or keyring; database-url: a shared
+# PostgreSQL queue and audit log (no password: keep it in ~/.pgpass or PGPASSFILE).
 CONFIG_KEYS = (
     "base-url",
     "requester",
@@ -29,6 +30,7 @@ CONFIG_KEYS = (
     "identity-url",
     "auth-url",
     "secret-backend",
+    "database-url",
 )
 
 

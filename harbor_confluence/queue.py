@@ -24,8 +24,12 @@ Why it is built this way:
   times out before the answer is recorded, the ticket becomes ``unknown`` and is never
   retried on its own (a write must not run twice); an operator reconciles it.
 
-Storage sits behind :class:`TicketStore` (SQLite in WAL mode by default) so that a shared
-server database can be added later for several runners and operators.
+Storage sits behind :class:`TicketStore`: SQLite in WAL mode by default, or, for several
+nodes sharing one queue, PostgreSQL (``HARBOR_DATABASE_URL``; ``postgres/tickets.py``),
+where a row lock (``SELECT ... FOR UPDATE``) serialises the writers of a ticket as
+``BEGIN IMMEDIATE`` does here.  An executing ticket carries a lease (``lease_until``) and
+its claimant's host and pid: a node on the same host checks the pid, one elsewhere waits
+for the lease to run out, and either way a dead claimant's ticket becomes ``unknown``.
 
 States::
 
@@ -48,23 +52,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast, runtime_checkable
 
-from .audit import AuditLog, redact
+from .audit import LOG_NAME, AuditLog, redact
 from .errors import EXIT_DENIED, EXIT_ERROR, EXIT_INVALID, HarborError
 from .integrity import IntegrityKey
+from .postgres import ChangeNotice, DatabaseUnavailable, database_url
 from .request import PreparedRequest, canonical_json
 
 __all__ = [
     "OPEN_STATES",
     "STATES",
     "Approval",
+    "ChangeFeed",
+    "ChangeNotice",
     "QueueError",
     "QueueInputError",
     "QueueRefused",
     "ReviewQueue",
     "SqliteTicketStore",
     "StoreTransaction",
+    "Subscription",
     "Ticket",
     "TicketNotFound",
     "TicketStore",
@@ -85,6 +93,7 @@ DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
 MAX_REASON_CHARS = 2000
 OPERATOR_ENV = "HARBOR_OPERATOR"
+_T = TypeVar("_T")
 
 
 def default_operator() -> str:
@@ -369,6 +378,26 @@ class TicketStore(Protocol):
         ...
 
 
+class Subscription(Protocol):
+    """Ticket changes as a store announces them (see :class:`ChangeFeed`)."""
+
+    @property
+    def live(self) -> bool:
+        """Whether changes are being received now (else they show up later as ``"*"``)."""
+        ...
+
+    def get(self, timeout: float) -> ChangeNotice | None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A store that announces ticket changes (PostgreSQL: LISTEN/NOTIFY); others are polled."""
+
+    def subscribe(self, ticket: str | None = None) -> Subscription: ...
+
+
 # -- SQLite -------------------------------------------------------------------------------
 
 _BASE_SCHEMA = """
@@ -433,7 +462,13 @@ _UPDATABLE = frozenset(_COLUMNS) - {"id", "created_at", "seal"}  # a seal is set
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tickets"  # noqa: S608 - fixed column names
 
 
-def _row_to_ticket(row: sqlite3.Row, approvals: Sequence[sqlite3.Row]) -> Ticket:
+class _Row(Protocol):
+    """A row by column name: ``sqlite3.Row`` here, a dict from the PostgreSQL store."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def _row_to_ticket(row: _Row, approvals: Sequence[_Row]) -> Ticket:
     return Ticket(
         id=row["id"],
         action=row["action"],
@@ -668,6 +703,19 @@ class SqliteTicketStore:
         with self._connect() as db:
             return [r[0] for r in db.execute("SELECT id FROM tickets WHERE state = ?", (state,))]
 
+    def changed_since(self, since: float) -> list[tuple[str, str, float]]:
+        """``(id, state, updated_at)`` of tickets changed after ``since`` (oldest first):
+        the polling stand-in for a server database's change notifications."""
+        with self._connect() as db:
+            return [
+                (r[0], r[1], float(r[2]))
+                for r in db.execute(
+                    "SELECT id, state, updated_at FROM tickets WHERE updated_at > ? "
+                    "ORDER BY updated_at, id",
+                    (since,),
+                )
+            ]
+
 
 # -- seals --------------------------------------------------------------------------------
 # Each seal is an HMAC (IntegrityKey.mac) over the canonical JSON of a fixed list of values;
@@ -743,6 +791,16 @@ def _same(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
+def _host_identity() -> str:
+    """Where a claimant's pid means something: the host name and its pid namespace (two
+    containers with one host name do not see each other's processes)."""
+    name = socket.gethostname()
+    try:
+        return f"{name} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return name
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -772,17 +830,18 @@ class ReviewQueue:
         audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
         key: IntegrityKey | None = None,
+        home: Path | None = None,
     ) -> None:
-        """``key`` seals tickets; by default the integrity key of the store's directory
-        (the state directory: ``secrets/integrity.key``), loaded or created on first use."""
-        home: Path | None = None
+        """``key`` seals tickets; by default the integrity key of the state directory
+        (``home``, else the store's or the audit log's directory: ``secrets/integrity.key``),
+        loaded or created on first use."""
         if isinstance(store, str | Path):
             path = Path(store)
             store = SqliteTicketStore(path)
             home = path.parent
-            if audit is None:
-                audit = AuditLog.for_home(path.parent)
-        else:
+            if audit is None:  # a queue file named outright: its log is the file beside it
+                audit = AuditLog(path.parent / LOG_NAME)
+        elif home is None:
             where = getattr(store, "path", None)
             if isinstance(where, Path):
                 home = where.parent
@@ -793,7 +852,7 @@ class ReviewQueue:
         self.store: TicketStore = store
         self.audit = audit
         self._clock = clock
-        self._host = socket.gethostname()
+        self._host = _host_identity()
         self._key = key
         self._key_home = home
 
@@ -801,15 +860,24 @@ class ReviewQueue:
     def for_home(
         cls, home: Path, *, audit: AuditLog | None = None, key: IntegrityKey | None = None
     ) -> ReviewQueue:
-        """The queue of one state directory (``queue.sqlite3``; audit in ``audit.jsonl``)."""
-        return cls(
-            SqliteTicketStore(Path(home) / QUEUE_FILE),
-            audit=audit if audit is not None else AuditLog.for_home(Path(home), key=key),
-            key=key,
-        )
+        """The queue of one state directory: ``queue.sqlite3`` (audit in ``audit.jsonl``),
+        or the shared PostgreSQL database when one is configured (``HARBOR_DATABASE_URL``
+        or ``database-url`` in ``config.json``; the audit log then lives there too)."""
+        home = Path(home)
+        log = audit if audit is not None else AuditLog.for_home(home, key=key)
+        url = database_url(home)
+        if url is None:
+            return cls(SqliteTicketStore(home / QUEUE_FILE), audit=log, key=key, home=home)
+        from .postgres.db import Database
+        from .postgres.tickets import PgTicketStore
+
+        made: list[ReviewQueue] = []
+        store = PgTicketStore(Database.shared(url), lambda: made[0].key)
+        made.append(cls(store, audit=log, key=key, home=home))
+        return made[0]
 
     def __repr__(self) -> str:
-        where = getattr(self.store, "path", None)
+        where = getattr(self.store, "path", None) or getattr(self.store, "location", None)
         return f"<ReviewQueue {where if where is not None else type(self.store).__name__}>"
 
     # -- seals ----------------------------------------------------------------------
@@ -1249,20 +1317,24 @@ class ReviewQueue:
                     problem = vet(t)
                     if problem is not None:
                         refusal = _Refusal("refused", problem)
-                if refusal is None:
-                    self._update(
-                        tx,
-                        t,
-                        ("approved",),
-                        {
-                            "state": "executing",
-                            "claim": claim,
-                            "claim_pid": os.getpid(),
-                            "claim_host": self._host,
-                            "lease_until": now + lease_seconds,
-                            "executed_by": who,
-                            "updated_at": now,
-                        },
+                if refusal is None and not self._update(
+                    tx,
+                    t,
+                    ("approved",),
+                    {
+                        "state": "executing",
+                        "claim": claim,
+                        "claim_pid": os.getpid(),
+                        "claim_host": self._host,
+                        "lease_until": now + lease_seconds,
+                        "executed_by": who,
+                        "updated_at": now,
+                    },
+                ):  # pragma: no cover - the row was read under the store's write lock
+                    refusal = _Refusal(
+                        "already_running",
+                        f"ticket {ticket_id} was claimed by another execution at the same "
+                        "moment; it runs once, nothing was sent",
                     )
         if reaped:
             self._audit("unknown", ticket=ticket_id, reason=_GONE)
@@ -1292,29 +1364,49 @@ class ReviewQueue:
         """
         if state not in ("succeeded", "failed", "unknown"):
             raise ValueError(f"not an execution outcome: {state}")
-        now = self._clock()
-        with self.store.transaction() as tx:
-            current = tx.get(ticket.id)
-            done = (
-                current is not None
-                and current.claim == ticket.claim
-                and self._update(
-                    tx,
-                    current,
-                    ("executing", "unknown"),
-                    {"state": state, "result": result, "finished_at": now, "updated_at": now},
+
+        def record() -> bool:
+            now = self._clock()
+            with self.store.transaction() as tx:
+                current = tx.get(ticket.id)
+                return (
+                    current is not None
+                    and current.claim == ticket.claim
+                    and self._update(
+                        tx,
+                        current,
+                        ("executing", "unknown"),
+                        {"state": state, "result": result, "finished_at": now, "updated_at": now},
+                    )
                 )
-            )
-        self._audit(
-            "executed",
-            ticket=ticket.id,
-            action=ticket.action,
-            fingerprint=ticket.fingerprint,
-            outcome=state,
-            status=status,
-            recorded=done,
+
+        # The request has left: its outcome is worth waiting for a shared database that is
+        # restarting (SQLite never raises DatabaseUnavailable, so it never waits here).
+        sent = f"{state}, status {status}" if status is not None else f"{state}, no answer"
+        done = _patiently(
+            record,
+            f"ticket {ticket.id}'s request was sent ({sent}) but its outcome could not be "
+            "recorded. The ticket stays executing until its lease runs out, then becomes "
+            "unknown and is never sent again: check Confluence, then: harbor-confluence "
+            f"queue resolve {ticket.id}",
         )
-        return self.require(ticket.id)
+        _patiently(
+            lambda: self._audit(
+                "executed",
+                ticket=ticket.id,
+                action=ticket.action,
+                fingerprint=ticket.fingerprint,
+                outcome=state,
+                status=status,
+                recorded=done,
+            ),
+            f"ticket {ticket.id} ran ({sent}, recorded on the ticket) but its audit record "
+            "could not be written",
+        )
+        return _patiently(
+            lambda: self.require(ticket.id),
+            f"ticket {ticket.id} ran ({sent}, recorded) but could not be read back",
+        )
 
     def resolve(
         self, ticket_id: str, operator: str, outcome: str, note: str | None = None
@@ -1361,8 +1453,98 @@ class ReviewQueue:
     def status(self, ticket_id: str) -> dict[str, Any]:
         return self.require(ticket_id).status(self._clock())
 
+    # -- waiting for changes --------------------------------------------------------
+
+    def wait_for_change(
+        self, ticket_id: str, timeout: float, *, state: str | None = None
+    ) -> Ticket:
+        """Block until the ticket leaves ``state`` (default: the state it is in now), for at
+        most ``timeout`` seconds, and return it as it is then.
+
+        With a shared database this sleeps until a change to the ticket commits on any
+        node (LISTEN/NOTIFY), so an agent waiting for approval makes no queries meanwhile;
+        with SQLite it polls, backing off from 50 ms to 1 s.  Changes nobody announces are
+        still seen: an expiry when it falls due, a dead claimant within 5 s.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        sub = self.store.subscribe(ticket_id) if isinstance(self.store, ChangeFeed) else None
+        try:
+            ticket = self.require(ticket_id)  # read after subscribing: no change slips by
+            start = ticket.state if state is None else state
+            pause = 0.05
+            while ticket.state == start:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(left, _due_in(ticket, self._clock()))
+                if sub is not None:
+                    sub.get(wait if sub.live else min(wait, 1.0))
+                else:
+                    time.sleep(min(wait, pause))
+                    pause = min(pause * 2, 1.0)
+                ticket = self.require(ticket_id)
+            return ticket
+        finally:
+            if sub is not None:
+                sub.close()
+
+    def watch(self, timeout: float | None = None) -> Iterator[ChangeNotice]:
+        """Ticket changes as they happen (on any node, with a shared database) for
+        ``timeout`` seconds (None: until the caller stops iterating).
+
+        A change whose ``ticket`` is ``"*"`` means some may have been missed (the
+        database connection was re-established): read again what you show.  With SQLite
+        the changes are found by polling ``updated_at`` twice a second.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+
+        def left(cap: float) -> float:
+            return cap if end is None else max(0.0, min(cap, end - time.monotonic()))
+
+        if isinstance(self.store, ChangeFeed):
+            with contextlib.closing(self.store.subscribe(None)) as sub:
+                while end is None or time.monotonic() < end:
+                    change = sub.get(left(1.0))
+                    if change is not None:
+                        yield change
+            return
+        poll = getattr(self.store, "changed_since", None)
+        since = self._clock()
+        while end is None or time.monotonic() < end:
+            for ticket_id, state, updated_at in poll(since) if callable(poll) else ():
+                since = max(since, updated_at)
+                yield ChangeNotice(ticket_id, state)
+            time.sleep(left(0.5))
+
 
 _GONE = "the executing process is gone; the request may or may not have been sent"
+
+
+_FINISH_PATIENCE = 60.0  # seconds an outcome waits for the shared database to come back
+
+
+def _patiently(fn: Callable[[], _T], failed: str) -> _T:
+    """``fn()``, retried while the shared database is unavailable, for a little while;
+    then :class:`DatabaseUnavailable` saying ``failed`` and why."""
+    deadline = time.monotonic() + _FINISH_PATIENCE
+    while True:
+        try:
+            return fn()
+        except DatabaseUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailable(f"{failed} ({exc})") from None
+            time.sleep(1.0)
+
+
+def _due_in(ticket: Ticket, now: float) -> float:
+    """How long until something changes a ticket without an announcement: its expiry, or
+    (executing) its lease running out or its claimant's death, checked every 5 s."""
+    if ticket.state in OPEN_STATES:
+        return max(0.01, ticket.expires_at - now + 0.01)
+    if ticket.state == "executing":
+        lease = ticket.lease_until - now + 0.01 if ticket.lease_until is not None else 5.0
+        return max(0.01, min(5.0, lease))
+    return float("inf")
 
 
 def _unknown_changes(now: float, why: str) -> dict[str, Any]:

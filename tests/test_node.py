@@ -559,3 +559,25 @@ def test_refusals_keep_their_class_and_code_over_the_node(node: Node) -> None:
         with pytest.raises(InputError) as nested:
             client.call("get-page", deep)
         assert nested.value.violations[0].rule == "maxDepth"
+
+
+def test_agent_waits_for_its_ticket_without_polling_the_api(node: Node, sim: Simulator) -> None:
+    import threading
+
+    ticket = held_ticket(node.client("codex/agent", "run", "create-page", "--json",
+                                     "--input", json.dumps(CREATE)))  # fmt: skip
+    got: dict[str, Any] = {}
+
+    def wait() -> None:
+        with NodeClient(node.url, token=node.tokens["codex/agent"]) as client:
+            got.update(client.wait(ticket, timeout=30))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    approved = node.client("alice/operator", "queue", "approve", ticket)
+    assert approved.code == 0, approved.err
+    waiter.join(60)
+    assert got["state"] == "succeeded" and got["ticket"] == ticket
+    other = NodeClient(node.url, token=node.tokens["carol/agent"])
+    with other, pytest.raises(Exception, match="no ticket"):
+        other.wait(ticket, timeout=1)

@@ -39,7 +39,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     log = _log()
     result = log.verify()
     if result.ok:
-        emit(args, result.to_dict(), f"ok: {result.count} records, chain intact ({log.path})")
+        emit(args, result.to_dict(), f"ok: {result.count} records, chain intact ({log.location})")
         return EXIT_OK
     emit(args, result.to_dict(), f"audit log broken: {result.reason}")
     return EXIT_ERROR

@@ -171,6 +171,13 @@ def build_app(service: NodeService, *, mcp: bool = True) -> Starlette:
     async def status(request: Request, ident: Identity, data: dict[str, Any]) -> Any:
         return await threaded(service.status)(ident, request.path_params["id"])
 
+    async def wait(request: Request, ident: Identity, data: dict[str, Any]) -> Any:
+        q = request.query_params
+        timeout = _int(q, "timeout", 30, 0, 60)
+        return await threaded(service.wait)(
+            ident, request.path_params["id"], timeout, q.get("state")
+        )
+
     async def cancel(request: Request, ident: Identity, data: dict[str, Any]) -> Any:
         t = await threaded(service.cancel)(ident, request.path_params["id"], _text(data, "reason"))
         return ticket_to_wire(t)
@@ -269,6 +276,7 @@ def build_app(service: NodeService, *, mcp: bool = True) -> Starlette:
         r("/v1/tickets", tickets),
         r("/v1/tickets/{id}", ticket),
         r("/v1/tickets/{id}/status", status),
+        r("/v1/tickets/{id}/wait", wait),
         r("/v1/tickets/{id}/cancel", cancel, "POST"),
         r("/v1/tickets/{id}/approve", approve, "POST"),
         r("/v1/tickets/{id}/reject", reject, "POST"),
@@ -281,6 +289,18 @@ def build_app(service: NodeService, *, mcp: bool = True) -> Starlette:
         r("/v1/tools", tools, "POST"),
         r("/v1/tools/call", tool_call, "POST"),
     ]
+    # The review page (/review, node/review/) and webhooks (node/webhooks.py) both follow
+    # the service's ticket changes.
+    from .webhooks import attach_webhooks
+
+    attach_webhooks(service)
+    service.follow_shared_queue()
+    try:
+        from .review import review_routes
+    except ImportError:  # Jinja2 is not installed: the API still serves
+        log.warning("node: jinja2 is not installed; the review page (/review) is not served")
+    else:
+        routes.extend(review_routes(service))
     lifespan = None
     if mcp:
         try:

@@ -241,6 +241,16 @@ class NodeClient(HttpClients):
     def status(self, ticket_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/tickets/{_seg(ticket_id)}/status"))
 
+    def wait(
+        self, ticket_id: str, timeout: float = 30, *, state: str | None = None
+    ) -> dict[str, Any]:
+        """Block (at most ``timeout`` s, up to 60) until the ticket leaves ``state`` (default:
+        the one it is in), then its status: an agent waits for approval without polling."""
+        params: dict[str, Any] = {"timeout": int(min(max(timeout, 0), 60))}
+        if state is not None:
+            params["state"] = state
+        return dict(self.request("GET", f"/v1/tickets/{_seg(ticket_id)}/wait", params=params))
+
     def ticket(self, ticket_id: str) -> Ticket:
         from .wire import ticket_from_wire
 
@@ -369,7 +379,7 @@ class NodeAudit:
 
     def __init__(self, client: NodeClient) -> None:
         self._client = client
-        self.path = client.where
+        self.path = self.location = client.where
 
     def verify(self) -> VerifyResult:
         from harbor_confluence.audit import VerifyResult

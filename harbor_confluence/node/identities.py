@@ -12,6 +12,9 @@ Why it is built this way:
   may call every action and work the review queue.
 - The file is re-read when it changes, so ``node add-agent`` and ``node revoke`` take
   effect on a running node at the next request.
+- An operator may also have a password (``node add-operator NAME --password``) to sign in
+  to the review page.  People choose passwords, so unlike tokens they get a slow,
+  salted hash (argon2id, from ``argon2-cffi``), stored beside the token's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +42,7 @@ from harbor_confluence.errors import AuthError, ConfigError
 
 __all__ = [
     "IDENTITIES_FILE",
+    "MIN_PASSWORD_CHARS",
     "TOKEN_PREFIX",
     "Grant",
     "Identity",
@@ -50,6 +54,8 @@ IDENTITIES_FILE = "identities.json"
 TOKEN_PREFIX = "hbn_"  # noqa: S105 - a prefix, not a token
 Role = Literal["agent", "operator"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
+MIN_PASSWORD_CHARS = 12
+MAX_PASSWORD_CHARS = 1024
 
 
 class _Model(BaseModel):
@@ -88,6 +94,7 @@ class _TokenRecord(_Model):
     sha256: str
     created_at: float
     grant: Grant = Field(default_factory=Grant)
+    password: str | None = None  # argon2id hash (operators only): the review page's sign-in
 
 
 class _File(_Model):
@@ -120,6 +127,44 @@ class Identity:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def _hasher() -> Any:
+    try:
+        from argon2 import PasswordHasher
+    except ImportError:
+        raise ConfigError(
+            "operator passwords need argon2-cffi: pip install 'harbor-confluence[node]'"
+        ) from None
+    return PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash stored for an operator's password (never the password)."""
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise ConfigError(
+            f"a password needs {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )
+    return str(_hasher().hash(password))
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def _verify_password(stored: str | None, password: str) -> bool:
+    """argon2 verify; with no stored hash, verify against a dummy so the time taken does
+    not tell whether the name exists."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    hasher = _hasher()
+    if stored is None:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hasher.hash(secrets.token_urlsafe(16)))
+        stored = _DUMMY_HASH[0]  # a random password's hash: this never verifies
+    try:
+        return bool(hasher.verify(stored, password[:MAX_PASSWORD_CHARS]))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def check_name(name: str) -> str:
@@ -183,6 +228,26 @@ class IdentityStore:
             raise AuthError("the node token is not valid (unknown or revoked)")
         return Identity(record.name, record.role, record.id, record.grant)
 
+    def authenticate_password(self, name: str, password: str) -> Identity:
+        """The operator ``name`` signing in with a password; AuthError if the name, the
+        password or the role does not fit (one message for all: no name probing)."""
+        who = name.strip().casefold()
+        record = next(
+            (t for t in self._load().tokens if t.name == who and t.role == "operator"), None
+        )
+        ok = _verify_password(record.password if record is not None else None, password)
+        if record is None or record.password is None or not ok:
+            raise AuthError("wrong operator name or password")
+        return Identity(record.name, record.role, record.id, record.grant)
+
+    def by_token_id(self, token_id: str) -> Identity | None:
+        """The identity of a token still on file (a signed-in session re-checks it on
+        every request, so a revoked operator is signed out)."""
+        for t in self._load().tokens:
+            if t.id == token_id:
+                return Identity(t.name, t.role, t.id, t.grant)
+        return None
+
     def list(self) -> list[dict[str, object]]:
         """Every token by id, name, role and grant (never the token or its hash)."""
         return [
@@ -192,6 +257,7 @@ class IdentityStore:
                 "role": t.role,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t.created_at)),
                 "grant": t.grant.describe() if t.role == "agent" else "operator",
+                **({"password": True} if t.password else {}),
             }
             for t in self._load().tokens
         ]
@@ -214,11 +280,21 @@ class IdentityStore:
         atomic_write(self.path, text.encode())
         self._seen = None
 
-    def add(self, name: str, role: Role, grant: Grant | None = None) -> tuple[str, str]:
+    def add(
+        self,
+        name: str,
+        role: Role,
+        grant: Grant | None = None,
+        *,
+        password_hash: str | None = None,
+    ) -> tuple[str, str]:
         """Make a token for ``name`` in ``role``; returns (token id, the token, shown once).
 
-        A name holds at most one token per role: adding again replaces (rotates) it.
+        A name holds at most one token per role: adding again replaces (rotates) it, and
+        its password with it (``password_hash``, from :func:`hash_password`; operators).
         """
+        if password_hash is not None and role != "operator":
+            raise ConfigError("only operators sign in with a password")
         who = check_name(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         record = _TokenRecord(
@@ -228,6 +304,7 @@ class IdentityStore:
             sha256=_digest(token),
             created_at=time.time(),
             grant=grant if grant is not None and role == "agent" else Grant(),
+            password=password_hash,
         )
         with self._locked() as data:
             kept = tuple(t for t in data.tokens if not (t.name == who and t.role == role))

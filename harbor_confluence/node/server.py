@@ -170,7 +170,12 @@ def serve(
         servers = []
         for sock, tls in listeners:
             config = uvicorn.Config(
-                app, lifespan="off", log_level=log_level, access_log=False, **tls
+                app,
+                lifespan="off",
+                log_level=log_level,
+                access_log=False,
+                timeout_graceful_shutdown=3,  # open review pages hold event streams
+                **tls,
             )
             servers.append((_Quiet(config), sock))
 

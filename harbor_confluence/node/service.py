@@ -16,11 +16,14 @@ Refusals are :class:`~harbor_confluence.errors.HarborError`\\ s (``Forbidden``,
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from harbor_confluence.summary import Result
     from harbor_confluence.tools import Shape, Toolkit
 
-__all__ = ["MAX_POLICY_BYTES", "AgentView", "NodeService"]
+__all__ = ["MAX_POLICY_BYTES", "AgentView", "NodeService", "TicketChange"]
 
 MAX_POLICY_BYTES = 1024 * 1024
 _DIFF_LINES = 400
@@ -46,6 +49,44 @@ _DIFF_LINES = 400
 
 def _same(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
+
+
+# -- change notifications (the review page's live updates, webhooks) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TicketChange:
+    """A ticket moved: what happened, in order, and the ticket as it is now.
+
+    ``events`` are ``held``, ``approval`` (one of several), ``approved``, ``rejected``,
+    ``cancelled``, ``executed`` (succeeded), ``failed``, ``unknown``, ``resolved``.
+    """
+
+    events: tuple[str, ...]
+    ticket: Ticket
+    by: str
+    remote: bool = False  # made by another node sharing the database (seen by its feed)
+
+
+TicketListener = Callable[[TicketChange], None]
+_log = logging.getLogger("harbor_confluence.node")
+
+
+def _change_events(before: Ticket | None, after: Ticket) -> tuple[str, ...]:
+    """What moved between two reads of one ticket (an approve may also have run it)."""
+    if before is None:
+        return ("held",) if after.state == "pending" else ()
+    out: list[str] = []
+    if len(after.approvals) > len(before.approvals):
+        out.append("approval" if after.state == "pending" else "approved")
+    if after.state != before.state:
+        if before.state == "unknown" and after.state in ("succeeded", "failed"):
+            out.append("resolved")
+        elif after.state == "succeeded":
+            out.append("executed")
+        elif after.state in ("rejected", "cancelled", "expired", "failed", "unknown"):
+            out.append(after.state)
+    return tuple(out)
 
 
 class NodeService:
@@ -60,6 +101,8 @@ class NodeService:
         self._toolkits: dict[tuple[Any, ...], Toolkit] = {}
         self._stamp = self._live_stamp()
         self._refusals = _RateLimit(per_window=50, window=10.0)
+        self._listeners: list[TicketListener] = []
+        self._seen: _Recent = _Recent(4096)  # ticket id -> last state published
 
     # -- the live port on disk ------------------------------------------------------------
 
@@ -91,6 +134,117 @@ class NodeService:
 
     def close(self) -> None:
         self.port.close()
+
+    # -- change notifications ---------------------------------------------------------
+    # The review page (live updates) and webhooks subscribe; the queue itself stays unaware.
+
+    def subscribe(self, listener: TicketListener) -> Callable[[], None]:
+        """Call ``listener`` (in the acting thread: keep it quick) whenever a ticket is
+        held or changes state through this node; returns the unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self, before: Ticket | None, ticket_id: str, by: str) -> None:
+        """Tell the listeners what changed; never raises (a notification must not fail,
+        or hide the outcome of, the operation that caused it)."""
+        if not self._listeners:
+            return
+        try:
+            after = self.port.queue.store.get(ticket_id)
+            events = _change_events(before, after) if after is not None else ()
+        except Exception:
+            _log.exception("node: cannot read ticket %s to notify its change", ticket_id)
+            return
+        if not events or after is None:
+            return
+        self._seen[ticket_id] = after.state
+        self._publish(TicketChange(events, after, by))
+
+    def _publish(self, change: TicketChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:
+                _log.exception("node: a ticket-change listener failed")
+
+    def follow_shared_queue(self) -> threading.Thread | None:
+        """With a shared database, tell listeners of changes made by other nodes too.
+
+        A daemon thread reads the store's change feed (LISTEN/NOTIFY); changes this node
+        made itself were already published and are skipped.  Those from elsewhere are
+        marked ``remote`` (the review page shows them; webhooks leave them to the node
+        that made them, so each event is delivered once).  SQLite has no other nodes.
+        """
+        from harbor_confluence.queue import ChangeFeed
+
+        if not isinstance(self.port.queue.store, ChangeFeed):
+            return None
+
+        def run() -> None:
+            while True:
+                try:
+                    for notice in self.port.queue.watch():
+                        self._remote_change(notice.ticket, notice.state)
+                except Exception:  # the database went away: the feed reconnects
+                    _log.warning("node: the shared queue's change feed stopped; retrying")
+                    time.sleep(2)
+
+        thread = threading.Thread(target=run, name="harbor-queue-feed", daemon=True)
+        thread.start()
+        return thread
+
+    def _remote_change(self, ticket_id: str, state: str | None) -> None:
+        if ticket_id == "*" or not self._listeners or self._seen.get(ticket_id) == state:
+            return
+        ticket = self.port.queue.store.get(ticket_id)
+        if ticket is None:
+            return
+        before = self._seen.get(ticket_id)
+        self._seen[ticket_id] = ticket.state
+        event = _REMOTE_EVENTS.get(ticket.state)
+        if event == "held" and before is not None:
+            event = "approval"
+        if event is not None:
+            self._publish(TicketChange((event,), ticket, "another node", remote=True))
+
+    def wait(
+        self, ident: Identity, ticket_id: str, timeout: float, state: str | None
+    ) -> dict[str, Any]:
+        """Block until the caller's ticket leaves ``state`` (or the timeout), then its status.
+
+        With a shared database this sleeps on LISTEN/NOTIFY: no polling loop.
+        """
+        self._visible(ident, ticket_id)
+        self.port.queue.wait_for_change(ticket_id, timeout, state=state)
+        return self.port.status(ticket_id)
+
+    @contextlib.contextmanager
+    def _watch(self, ident: Identity, ticket_id: str) -> Iterator[None]:
+        """Notify listeners of whatever the block did to the ticket, even if it raised
+        (a refused run can still leave it ``unknown`` or ``failed``)."""
+        before = None
+        if self._listeners:
+            with contextlib.suppress(Exception):
+                before = self.port.queue.store.get(ticket_id)
+        try:
+            yield
+        finally:
+            if before is not None:
+                self._notify(before, ticket_id, ident.name)
+
+    def authenticate_password(self, name: str, password: str, *, where: str) -> Identity:
+        """An operator's sign-in by name and password (the review page); refusals are
+        audited like bad tokens, and never say whether the name exists."""
+        try:
+            ident = self.identities.authenticate_password(name, password)
+        except AuthError as exc:
+            suppressed = self._refusals.admit()
+            if suppressed is not None:
+                extra = {"suppressed_before": suppressed} if suppressed else {}
+                self._audit("unauthenticated", durable=False, where=where, reason=str(exc), **extra)
+            raise
+        self.refresh()
+        return ident
 
     # -- who is calling -----------------------------------------------------------------
 
@@ -131,7 +285,7 @@ class NodeService:
         return [a for a in self.port.manifest.actions if ident.may_call(a.name, a.toolset, a.kind)]
 
     def action_for(self, ident: Identity, name: str) -> Action:
-        action = self.port.action(name)  # ConfigError naming the known actions
+        action = self.port.action(name)  # UnknownAction (exit 2) with the closest names
         if not ident.may_call(action.name, action.toolset, action.kind):
             raise self._forbid(
                 ident,
@@ -151,7 +305,10 @@ class NodeService:
     def call(self, ident: Identity, name: str, data: Any) -> Result:
         """Validate, decide and send (or hold) as ``ident``; the requester is its name."""
         self.action_for(ident, name)
-        return self.port.call(name, data, requester=ident.name)
+        result = self.port.call(name, data, requester=ident.name)
+        if result.outcome == "held" and result.ticket:
+            self._notify(None, result.ticket, ident.name)
+        return result
 
     def paginate(
         self, ident: Identity, name: str, data: Any, max_items: int, max_requests: int
@@ -197,7 +354,8 @@ class NodeService:
 
     def cancel(self, ident: Identity, ticket_id: str, reason: str | None) -> Ticket:
         self._visible(ident, ticket_id)
-        return self.port.cancel(ticket_id, by=ident.name, reason=reason)
+        with self._watch(ident, ticket_id):
+            return self.port.cancel(ticket_id, by=ident.name, reason=reason)
 
     def approve(
         self,
@@ -209,21 +367,25 @@ class NodeService:
         run: bool,
     ) -> Ticket:
         self.require_operator(ident, "approve")
-        return self.port.approve(
-            ticket_id, operator=ident.name, reason=reason, fingerprint=fingerprint, run=run
-        )
+        with self._watch(ident, ticket_id):
+            return self.port.approve(
+                ticket_id, operator=ident.name, reason=reason, fingerprint=fingerprint, run=run
+            )
 
     def reject(self, ident: Identity, ticket_id: str, reason: str) -> Ticket:
         self.require_operator(ident, "reject")
-        return self.port.reject(ticket_id, reason, operator=ident.name)
+        with self._watch(ident, ticket_id):
+            return self.port.reject(ticket_id, reason, operator=ident.name)
 
     def execute(self, ident: Identity, ticket_id: str) -> Ticket:
         self.require_operator(ident, "run")
-        return self.port.execute(ticket_id, operator=ident.name)
+        with self._watch(ident, ticket_id):
+            return self.port.execute(ticket_id, operator=ident.name)
 
     def resolve(self, ident: Identity, ticket_id: str, outcome: str, note: str | None) -> Ticket:
         self.require_operator(ident, "resolve")
-        return self.port.resolve(ticket_id, outcome, operator=ident.name, note=note)
+        with self._watch(ident, ticket_id):
+            return self.port.resolve(ticket_id, outcome, operator=ident.name, note=note)
 
     # -- audit --------------------------------------------------------------------------
 
@@ -321,6 +483,32 @@ class NodeService:
         return kit
 
 
+_REMOTE_EVENTS = {
+    "pending": "held",
+    "approved": "approved",
+    "succeeded": "executed",
+    "failed": "failed",
+    "unknown": "unknown",
+    "rejected": "rejected",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+
+
+class _Recent(dict[str, str]):
+    """A dict that forgets its oldest entries past ``size`` (insertion order)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.pop(key, None)
+        super().__setitem__(key, value)
+        while len(self) > self._size:
+            del self[next(iter(self))]
+
+
 class _RateLimit:
     """At most ``per_window`` audit records of refused tokens per window.
 
@@ -406,6 +594,8 @@ def error_status(exc: HarborError) -> int:
         return 409
     if isinstance(exc, ReadFailed):
         return 502
+    if exc.code == "database_unavailable":
+        return 503
     if isinstance(exc, ConfigError):
         return 422
     return 400
