@@ -222,14 +222,16 @@ def test_no_canary_leaks_anywhere(
     with Port.load(home=home, timeout=0.3) as port:
         sim.identity.expire_access_tokens()
         sim.delay_next(1, 1.5)  # the token endpoint itself is slow
-        before = sim.request_count
+        before = len(sim.exchanges)
         slow = port.call("search-pages", {"query": {"limit": 1}})
         assert slow.error and slow.error["type"] == "timeout"
         seen.add("refresh timeout", slow)
         # The simulator still answers the abandoned request after its delay; let it land
         # before later steps inject faults, or it would take their injected answer.
         deadline = time.monotonic() + 10
-        while sim.request_count <= before and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not any(
+            e.duration >= 1.4 for e in list(sim.exchanges)[before:]
+        ):
             time.sleep(0.05)
     assert sim.identity.refresh_count >= 3
     sim.identity.revoke_refresh_tokens()

@@ -564,8 +564,9 @@ def test_refusals_keep_their_class_and_code_over_the_node(node: Node) -> None:
 def test_agent_waits_for_its_ticket_without_polling_the_api(node: Node, sim: Simulator) -> None:
     import threading
 
+    unique = {"body": {**CREATE["body"], "title": "waited for"}}
     ticket = held_ticket(node.client("codex/agent", "run", "create-page", "--json",
-                                     "--input", json.dumps(CREATE)))  # fmt: skip
+                                     "--input", json.dumps(unique)))  # fmt: skip
     got: dict[str, Any] = {}
 
     def wait() -> None:
