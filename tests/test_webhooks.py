@@ -304,7 +304,13 @@ def test_node_delivers_signed_events(node: Node, receiver: _Receiver) -> None:
     for headers, body in receiver.got:
         assert verify_signature(secret, body, headers["x-harbor-timestamp"],
                                 headers["x-harbor-signature"])  # fmt: skip
-    log = (node.home / DELIVERIES_FILE).read_text().splitlines()
+    # The node records a delivery once the receiver has answered: give it that moment.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        log = (node.home / DELIVERIES_FILE).read_text().splitlines()
+        if len(log) >= 5:
+            break
+        time.sleep(0.05)
     assert len(log) == 5 and all(json.loads(line)["outcome"] == "delivered" for line in log)
 
     assert node.admin("node", "webhook", "remove", hook_id).code == 0
