@@ -35,6 +35,7 @@ SCENARIOS = (
     "s6_context",
     "s7_queue",
     "s8_hostile",
+    "s9_editing",
 )
 
 

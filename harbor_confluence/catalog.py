@@ -34,7 +34,14 @@ import yaml
 from pydantic import Field, ValidationError
 
 from .config import atomic_write
-from .documents import find_credentials, load_document, parse_document
+from .documents import (
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENT_DEPTH,
+    find_credentials,
+    json_too_deep,
+    load_document,
+    parse_document,
+)
 from .errors import EXIT_INVALID, HarborError, ManifestError
 from .manifest import (
     PLACEHOLDER_BASE_URL,
@@ -63,12 +70,14 @@ __all__ = [
     "catalog_json_schema",
     "compare_versions",
     "diff_manifests",
+    "document_publisher",
     "export_document",
     "install",
     "installed_manifest",
     "installed_paths",
     "live_manifest",
     "load_catalog",
+    "load_catalog_bytes",
     "manifest_data",
     "operator_identity",
     "packaged_manifest",
@@ -76,6 +85,7 @@ __all__ = [
     "plan_policy",
     "policy_state",
     "port_lock",
+    "read_source",
     "record_audit",
 ]
 
@@ -157,6 +167,37 @@ def load_catalog(path: str | Path) -> tuple[CatalogDocument, str]:
     data = load_document(p)  # size cap, strict JSON, clear parse errors
     digest = hashlib.sha256(p.read_bytes()).hexdigest()
     return catalog_from_data(data, str(p)), digest
+
+
+def load_catalog_bytes(raw: bytes, source: str) -> tuple[CatalogDocument, str]:
+    """Validate a hub document from its bytes (fetched from a hub, or read and verified):
+    the same caps and checks as a file; returns it and the bytes' SHA-256."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ManifestError(source, [f"document is larger than {MAX_DOCUMENT_BYTES} bytes"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError(source, ["not UTF-8 text"]) from None
+    at = json_too_deep(text, MAX_DOCUMENT_DEPTH)
+    if at is not None:
+        raise ManifestError(
+            source,
+            [
+                f"document is nested more than {MAX_DOCUMENT_DEPTH} levels deep (the limit is "
+                f"{MAX_DOCUMENT_DEPTH}) (at character {at})"
+            ],
+        )
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(source, [f"not valid JSON: {exc}"]) from None
+    return catalog_from_data(data, source), hashlib.sha256(raw).hexdigest()
+
+
+def document_publisher(raw: bytes, source: str) -> str:
+    """The publisher slug a hub document names (validating the whole document)."""
+    doc, _ = load_catalog_bytes(raw, source)
+    return doc.publisher.slug
 
 
 def _manifest_of(doc: CatalogDocument) -> Manifest:
@@ -919,6 +960,9 @@ class ImportPlan:
     policy: PolicyPlan
     accept_proposals: bool = False
     notes: tuple[str, ...] = field(default=())
+    # How the document was checked and where it came from (hub imports, see hub.py and
+    # signing.py): recorded in the audit log and, once applied, in port/source.json.
+    provenance: dict[str, Any] | None = None
 
     @property
     def needs_confirmation(self) -> bool:
@@ -942,6 +986,7 @@ class ImportPlan:
             "accept_proposals": self.accept_proposals,
             "diff": self.diff.to_dict(),
             **self.policy.to_dict(),
+            **({"provenance": self.provenance} if self.provenance is not None else {}),
         }
 
     def lines(self) -> list[str]:
@@ -975,14 +1020,25 @@ def _refuse_same_version(path: str | Path, new: Manifest, old: Manifest, what: s
 
 
 def plan_import(
-    path: str | Path, home: Path, *, force: bool = False, accept_proposals: bool = False
+    path: str | Path,
+    home: Path,
+    *,
+    force: bool = False,
+    accept_proposals: bool = False,
+    document: bytes | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> ImportPlan:
     """Validate a hub document against the live port; raise if it must be refused.
 
     ``accept_proposals`` accepts the document's defaultPolicy values as far as they never
     loosen the live policy and never make a write automatic (see ``plan_policy``).
+    ``document`` is the document's bytes when they were already read and checked (a hub
+    import: ``path`` then only names where they came from); ``provenance`` says how.
     """
-    doc, digest = load_catalog(path)
+    if document is not None:
+        doc, digest = load_catalog_bytes(document, str(path))
+    else:
+        doc, digest = load_catalog(path)
     new = _manifest_of(doc)
     paths = installed_paths(home)
     current = installed_manifest(paths)
@@ -1010,7 +1066,8 @@ def plan_import(
     origin = f"catalog import {new.manifest_version}"
     policy = plan_policy(new, paths, live=live, accept_proposals=accept_proposals, origin=origin)
     return ImportPlan(str(path), digest, doc, new, kind, current, live,
-                      diff_manifests(live, new), policy, accept_proposals)  # fmt: skip
+                      diff_manifests(live, new), policy, accept_proposals,
+                      provenance=provenance)  # fmt: skip
 
 
 def apply_import(plan: ImportPlan, home: Path, *, operator: str) -> dict[str, Any]:
@@ -1027,6 +1084,8 @@ def apply_import(plan: ImportPlan, home: Path, *, operator: str) -> dict[str, An
             )
         if plan.kind != "unchanged":
             install(plan.manifest, plan.policy, paths)
+        if plan.provenance is not None:
+            write_source(paths, plan, operator)
     summary = plan.to_dict()
     diff = plan.diff
     record_audit(
@@ -1038,8 +1097,41 @@ def apply_import(plan: ImportPlan, home: Path, *, operator: str) -> dict[str, An
         accept_proposals=plan.accept_proposals,
         policy_rules_added=summary["policy_rules_added"],
         policy_changes=[f"{c.action}: {c.after}; {c.note}" for c in plan.policy.changes],
+        **({"provenance": plan.provenance} if plan.provenance is not None else {}),
     )  # fmt: skip
     return summary
+
+
+# -- where the live port came from (catalog update asks the same hub) -------------------------
+
+SOURCE_FILE = "source.json"
+
+
+def write_source(paths: InstalledPaths, plan: ImportPlan, operator: str) -> None:
+    """Record where the live port came from (``port/source.json``), for ``catalog update``."""
+    if not paths.manifest.is_file():  # the import installed nothing (unchanged packaged port)
+        return
+    record = {
+        **(plan.provenance or {}),
+        "port": plan.manifest.port.name,
+        "version": plan.manifest.manifest_version,
+        "imported_by": operator,
+        "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(paths.dir / SOURCE_FILE, text.encode())
+
+
+def read_source(home: Path) -> dict[str, Any] | None:
+    """``port/source.json``, or None (the live port is packaged, or predates the record)."""
+    path = installed_paths(home).dir / SOURCE_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CatalogRefused(f"{path} is damaged ({exc}); import the port again") from None
+    return data if isinstance(data, dict) else None
 
 
 def record_audit(home: Path, event: str, **fields: Any) -> dict[str, Any]:

@@ -48,13 +48,16 @@ from .policy import load_policy
 from .speccheck import api_version_for, check_action, load_openapi
 
 __all__ = [
+    "AgentDrafts",
     "Draft",
     "DraftDenied",
     "DraftError",
     "DraftNeedsApproval",
+    "agent_test_view",
     "get_draft",
     "list_drafts",
     "propose",
+    "propose_definition",
     "publish",
     "request_publish",
     "try_draft",
@@ -182,8 +185,23 @@ def _live(home: Path) -> Manifest:
 def propose(path: str | Path, home: Path, proposer: str, *, replace: bool = False) -> Draft:
     """Store an action definition (YAML/JSON) as a draft, checked as the manifest loader
     checks an action; spec checks come with ``validate``."""
-    source = str(path)
-    data = load_document(path)
+    return propose_definition(load_document(path), home, proposer, replace=replace,
+                              source=str(path))  # fmt: skip
+
+
+def propose_definition(
+    data: Any,
+    home: Path,
+    proposer: str,
+    *,
+    replace: bool = False,
+    source: str = "definition",
+    limit: int | None = None,
+) -> Draft:
+    """Store an action definition given as data (an agent's tool call, a node request).
+
+    ``limit`` caps the drafts one proposer may have waiting (not yet published), so a
+    runaway or stolen agent cannot fill the state directory."""
     creds = list(find_credentials(data))
     if creds:
         raise ManifestError(source, [f"credential refused at {c}" for c in creds])
@@ -204,6 +222,15 @@ def propose(path: str | Path, home: Path, proposer: str, *, replace: bool = Fals
     if action.name in _live(home).by_name:
         raise DraftError(f"{action.name!r} is already a live action; propose a new name")
     target = _draft_path(home, action.name)
+    if limit is not None and not target.exists():
+        waiting = [
+            d for d in list_drafts(home) if d.status != "published" and _same(d.proposer, proposer)
+        ]
+        if len(waiting) >= limit:
+            raise DraftError(
+                f"{proposer} already has {len(waiting)} drafts waiting (the limit is {limit}); "
+                "replace one or wait for an operator"
+            )
     if target.exists():
         existing = get_draft(action.name, home)
         if not replace:
@@ -425,3 +452,138 @@ def publish(
     }
     record_audit(home, "draft-published", digest=draft.digest, **summary)
     return summary
+
+
+# -- drafts as an agent's tools (tools.py, the MCP server, a node) ---------------------------
+#
+# What an agent may do with drafts: see the live actions and the drafts, propose, validate,
+# test (a dry run, or a send that the live policy decides) and request publication.  It
+# never publishes: that stays an operator's act (``drafts publish`` on the host).  What it
+# is shown never carries the tenant URL or state-directory paths.
+
+AGENT_DRAFT_LIMIT = 25
+MAX_DEFINITION_BYTES = 64 * 1024
+
+
+def _origin_free(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def agent_test_view(out: dict[str, Any]) -> dict[str, Any]:
+    """``try_draft``'s answer as an agent sees it: the request's path (not the tenant URL),
+    body and fingerprint, and the live decision without the policy file's path."""
+    req = out["request"]
+    request: dict[str, Any] = {"method": req["method"], "path": _origin_free(req["url"])}
+    for key in ("body", "body_bytes", "body_sha256", "fingerprint"):
+        if key in req:
+            request[key] = req[key]
+    live = out["live_decision"]
+    view: dict[str, Any] = {
+        "draft": out["draft"],
+        "sent": out["sent"],
+        "request": request,
+        "live_decision": {"decision": live["decision"], "rule": live["rule"]},
+    }
+    if "result" in out:
+        view["result"] = out["result"]
+    return view
+
+
+def draft_summary(d: Draft) -> dict[str, Any]:
+    """One draft in a listing: name, status, route, proposer, and its check."""
+    check = "-" if d.validation is None else ("ok" if d.validation.ok else "failed")
+    if d.validation is not None and d.validation.digest != d.digest:
+        check = "stale"
+    return {
+        "name": d.name,
+        "status": d.status,
+        "method": d.action.method,
+        "route": d.action.route,
+        "kind": d.action.kind,
+        "proposer": d.proposer,
+        "validation": check,
+    }
+
+
+def agent_draft_view(d: Draft) -> dict[str, Any]:
+    """A draft in full, without where its file came from."""
+    out = d.to_dict()
+    out.pop("source", None)
+    return out
+
+
+def definition_size_problem(definition: Any) -> str | None:
+    try:
+        size = len(json.dumps(definition, ensure_ascii=False).encode())
+    except (TypeError, ValueError):
+        return "the definition must be JSON data"
+    if size > MAX_DEFINITION_BYTES:
+        return f"the definition is {size} bytes; the limit is {MAX_DEFINITION_BYTES}"
+    return None
+
+
+class AgentDrafts:
+    """Drafts for an agent, embedded (``Toolkit(port, drafts=True)``): every agent works on
+    the live port's drafts in ``home``; the proposer is the caller's requester name.
+
+    Embedded, identities are asserted, as everywhere embedded; on a node the same tools go
+    through ``NodeService`` with the agent token's identity instead (``node/service.py``).
+    """
+
+    def __init__(self, home: Path, *, default_who: str = "agent") -> None:
+        self.home = Path(home)
+        self.default_who = default_who
+
+    def _who(self, who: str | None) -> str:
+        return (who or self.default_who).strip()[:64] or self.default_who
+
+    def overview(self, example: str | None = None) -> dict[str, Any]:
+        live = _live(self.home)
+        out: dict[str, Any] = {
+            "live": [{"name": a.name, "method": a.method, "route": a.route} for a in live.actions],
+            "drafts": [draft_summary(d) for d in list_drafts(self.home)],
+        }
+        if example:
+            out["example"] = live_example(live, example)
+        return out
+
+    def show(self, name: str) -> dict[str, Any]:
+        return agent_draft_view(get_draft(name, self.home))
+
+    def propose(
+        self, definition: Any, *, replace: bool = False, who: str | None = None
+    ) -> dict[str, Any]:
+        problem = definition_size_problem(definition)
+        if problem:
+            raise DraftError(problem)
+        draft = propose_definition(
+            definition, self.home, self._who(who), replace=replace, source="agent tool",
+            limit=AGENT_DRAFT_LIMIT,
+        )  # fmt: skip
+        return agent_draft_view(draft)
+
+    def validate(self, name: str) -> dict[str, Any]:
+        draft = validate(name, self.home)
+        check = draft.validation
+        assert check is not None
+        return {"draft": name, "ok": check.ok, "problems": check.problems, "digest": check.digest}
+
+    def test(
+        self, name: str, data: Any, *, send: bool = False, who: str | None = None
+    ) -> dict[str, Any]:
+        out = try_draft(name, self.home, data, send=send, requester=self._who(who))
+        return agent_test_view(out)
+
+    def request_publication(self, name: str, *, who: str | None = None) -> dict[str, Any]:
+        return agent_draft_view(request_publish(name, self.home, self._who(who)))
+
+
+def live_example(live: Manifest, name: str) -> dict[str, Any]:
+    """A live action's definition: the shape a proposal takes."""
+    action = live.by_name.get(name)
+    if action is None:
+        raise DraftError(f"no live action {name!r} to show as an example")
+    return action.model_dump(mode="json", by_alias=True, exclude_none=True)

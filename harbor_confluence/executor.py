@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from . import transforms
+from . import bodyview, edits, transforms
 from .audit import AuditLog
 from .auth import Connection
 from .config import LocalConfig, state_dir
@@ -258,6 +258,8 @@ class Port(HttpClients):
         if denied is not None:
             return self._unbuilt(compiled, clean, denied)
         read = await self._apre_read(name, plan) if plan is not None else None
+        if _converts_bodies(compiled.action):  # Markdown and edits of big pages take CPU time
+            return await asyncio.to_thread(self._compose, compiled, clean, read)
         return self._compose(compiled, clean, read)
 
     def _plan(
@@ -266,6 +268,7 @@ class Port(HttpClients):
         """Validate; the read the request needs; or the deny that makes reading pointless."""
         compiled = self._compiled_for(name)
         clean = compiled.validator.validate(data)
+        edits.check_before_read(compiled.action, clean)  # a cut copy is never written back
         plan = transforms.read_plan(compiled.action, clean)
         if plan is not None:
             static, conditional = self.policy.static_decision(compiled.action)
@@ -317,7 +320,7 @@ class Port(HttpClients):
         compiled = self._compiled_for(name)
         if not compiled.action.is_read:  # pragma: no cover - the manifest loader refuses it
             raise ConfigError(f"{caller!r} reads with {name!r}, which is not a GET action")
-        clean = compiled.validator.validate(data)
+        clean = transforms.sent_input(compiled.action, compiled.validator.validate(data))
         prepared = compiled.builder.build(self.target(), clean)
         decision = self.policy.decide(compiled.action, clean, None)
         if decision.outcome != "auto":
@@ -384,7 +387,7 @@ class Port(HttpClients):
                 result.error = conflict_error(
                     error, compiled.action.update, error.get("sent_version"), current
                 )
-        return _with_diff(compiled.action, prepared, response, result)
+        return _with_body(compiled.action, prepared, response, result)
 
     async def _afinish(
         self, compiled: _Compiled, prepared: PreparedRequest, response: httpx.Response | SendFailure
@@ -398,7 +401,9 @@ class Port(HttpClients):
                 result.error = conflict_error(
                     error, compiled.action.update, error.get("sent_version"), current
                 )
-        return _with_diff(compiled.action, prepared, response, result)
+        if compiled.action.body_view is not None and result.ok:
+            return await asyncio.to_thread(_with_body, compiled.action, prepared, response, result)
+        return _with_body(compiled.action, prepared, response, result)
 
     def paginate(
         self,
@@ -635,38 +640,57 @@ class Port(HttpClients):
         )
 
 
-def _with_diff(
+def _converts_bodies(action: Action) -> bool:
+    """Whether composing this action's request may convert or edit a whole body."""
+    return action.markdown_body is not None or action.transform == "page-edit"
+
+
+def _with_body(
     action: Action,
     prepared: PreparedRequest,
     response: httpx.Response | SendFailure,
     result: Result,
 ) -> Result:
-    """get-page-diff: the answer is the newer version; the older one was read in prepare."""
-    if action.transform != "page-diff" or not result.ok or isinstance(response, SendFailure):
+    """What the summary alone cannot say: get-page-diff's diff (the answer is the newer
+    version; the older one was read in prepare), a bodyView's piece of the body."""
+    if not result.ok or isinstance(response, SendFailure):
+        return result
+    if action.body_view is not None:
+        result.summary = bodyview.present(action, prepared.local, response, result.summary)
+        return result
+    if action.transform != "page-diff":
         return result
     try:
-        newer = response.json()
+        data = response.json()
     except ValueError:
         return result
-    diff = page_diff_summary(prepared.local, newer, action.summary.max_chars)
+    diff = page_diff_summary(prepared.local, data, action.summary.max_chars)
     result.summary = {**(result.summary or {}), **diff}
     return result
 
 
 def _held(ticket: Ticket) -> Result:
+    extra: dict[str, Any] = {
+        "state": ticket.state,
+        "expires_at": ticket.to_dict()["expires_at"],
+        "approvals_required": ticket.approvals_required,
+        "message": (
+            f"held for operator approval (rule {ticket.rule!r}); nothing was sent. "
+            f"Check with: harbor-confluence queue status {ticket.id}"
+        ),
+    }
+    losses = ticket.review.get("losses") if isinstance(ticket.review, dict) else None
+    if isinstance(losses, list) and losses:
+        # The agent should know what its write deletes before an operator tells it.
+        extra["losses"] = losses
+        extra["message"] += (
+            f". The operator is shown that this write removes content: {'; '.join(losses)}"
+        )
     return Result(
         ok=False,
         action=ticket.action,
         outcome="held",
         ticket=ticket.id,
         rule=ticket.rule,
-        extra={
-            "state": ticket.state,
-            "expires_at": ticket.to_dict()["expires_at"],
-            "approvals_required": ticket.approvals_required,
-            "message": (
-                f"held for operator approval (rule {ticket.rule!r}); nothing was sent. "
-                f"Check with: harbor-confluence queue status {ticket.id}"
-            ),
-        },
+        extra=extra,
     )

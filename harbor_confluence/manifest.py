@@ -37,9 +37,14 @@ from .validation import PatternError, check_schema, pattern_search
 
 __all__ = [
     "ADMIN_SURFACES",
+    "BODY_FORMAT",
+    "BODY_LIMIT",
+    "BODY_OFFSET",
+    "MARKDOWN",
     "PLACEHOLDER_BASE_URL",
     "Action",
     "AuthSpec",
+    "BodyViewSpec",
     "Manifest",
     "Parameters",
     "PortInfo",
@@ -50,6 +55,7 @@ __all__ = [
     "load_manifest",
     "manifest_from_data",
     "manifest_json_schema",
+    "runner_query",
 ]
 
 PLACEHOLDER_BASE_URL = "https://your-domain.atlassian.net/"
@@ -57,10 +63,17 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 PolicyDecision = Literal["auto", "require_approval", "deny"]
 RequestBodyMode = Literal["none", "json", "multipart"]
 # Named, code-defined input transforms (see transforms.py); no general templating.
-TransformName = Literal["cql-search", "page-diff", "label-list"]
+TransformName = Literal["cql-search", "page-diff", "label-list", "page-edit"]
+# Runner-side parts of a content body (bodyView, markdownBody): never sent as such.
+BODY_FORMAT = "body-format"
+BODY_OFFSET = "body-offset"  # where the piece of the body handed out starts (characters)
+BODY_LIMIT = "body-limit"  # how many characters the piece holds at most
+MARKDOWN = "markdown"  # a body-format / representation the runner converts to and from storage
+BODY_VIEW_QUERY = (BODY_OFFSET, BODY_LIMIT)
 # The only headers an action may fix; the credential is never one of them.
 FixedHeader = Literal["X-Atlassian-Token"]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=64)]
+PropertyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 SemVer = Annotated[
     str,
     StringConstraints(pattern=r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"),
@@ -308,6 +321,11 @@ class UpdateSpec(_Model):
     )
     fixed: dict[str, str] = Field(default_factory=dict, description="sent body field -> constant")
     id_field: str | None = Field(default=None, description="sent body field repeating path id")
+    diff: Literal["lines", "blocks"] = Field(
+        default="lines",
+        description="review of current -> proposed: a unified diff of lines, or (storage "
+        "bodies) a diff per section and block that counts macros, links, images lost",
+    )
 
     @field_validator("version", "current", "proposed")
     @classmethod
@@ -320,6 +338,31 @@ class UpdateSpec(_Model):
     def _fill_exprs(cls, v: dict[str, str]) -> dict[str, str]:
         for expr in v.values():
             _check_jmespath(expr)
+        return v
+
+
+class BodyViewSpec(_Model):
+    """A read whose content body the runner hands out whole or in pieces, never cut silently.
+
+    The action's query declares the runner-side parameters ``body-offset`` and
+    ``body-limit`` (never sent), and may offer ``body-format: markdown``: the runner asks
+    Confluence for storage and hands out the Markdown view of it (editing.to_markdown).
+    The summary field then carries the piece (with a truncation marker when more
+    follows), and beside it the body's format, total length and SHA-256.
+    """
+
+    field: str = Field(default="body", description="summary field that carries the body")
+    storage: str = Field(
+        default="body.storage.value", description="JMESPath to the storage body in the answer"
+    )
+    page_chars: int = Field(
+        default=20_000, ge=100, le=2_000_000, description="characters per piece by default"
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _expr(cls, v: str) -> str:
+        _check_jmespath(v)
         return v
 
 
@@ -337,6 +380,12 @@ class Action(_Model):
     headers: dict[FixedHeader, Literal["no-check"]] = Field(default_factory=dict)
     transform: TransformName | None = None
     update: UpdateSpec | None = None
+    body_view: BodyViewSpec | None = None
+    markdown_body: PropertyName | None = Field(
+        default=None,
+        description="body property {representation, value} that also takes markdown "
+        "(converted to storage by the runner)",
+    )
     result_mode: Literal["json_summary"] = "json_summary"
     default_policy: PolicyDecision = "deny"
     summary: SummarySpec
@@ -391,10 +440,45 @@ class Action(_Model):
                 raise ValueError("update builds body.version itself: do not declare it")
         if self.method == "GET" and self.request_body_mode != "none":
             raise ValueError("GET actions cannot take a body")
+        if self.body_view is not None:
+            self._check_body_view(self.body_view)
+        if self.markdown_body is not None:
+            self._check_markdown_body(self.markdown_body)
+        if self.transform == "page-edit" and (
+            self.update is None or "op" not in (body or {}).get("properties", {})
+        ):
+            raise ValueError("transform page-edit needs an update: and a body property 'op'")
         problem = admin_route_problem(self.method, self.route, path)
         if problem:
             raise ValueError(f"route: {problem}")
         return self
+
+    def _check_body_view(self, spec: BodyViewSpec) -> None:
+        if self.method != "GET":
+            raise ValueError("bodyView is for GET actions")
+        props = (self.parameters.query or {}).get("properties", {})
+        formats = (props.get(BODY_FORMAT) or {}).get("enum") or []
+        if BODY_FORMAT in props and "storage" not in formats:
+            raise ValueError(f"bodyView needs the query {BODY_FORMAT}'s enum to hold storage")
+        for name in BODY_VIEW_QUERY:
+            if (props.get(name) or {}).get("type") != "integer":
+                raise ValueError(f"bodyView needs an integer query parameter {name}")
+        if spec.field not in self.summary.fields:
+            raise ValueError(f"bodyView.field {spec.field!r} is not a summary field")
+
+    def _check_markdown_body(self, name: str) -> None:
+        if self.request_body_mode != "json":
+            raise ValueError("markdownBody needs requestBodyMode json")
+        prop = ((self.parameters.body or {}).get("properties") or {}).get(name) or {}
+        inner = prop.get("properties") or {}
+        representations = (inner.get("representation") or {}).get("enum") or []
+        if MARKDOWN not in representations or "storage" not in representations:
+            raise ValueError(
+                f"markdownBody {name!r} needs a body property {name} with a representation "
+                "enum holding storage and markdown"
+            )
+        if (inner.get("value") or {}).get("type") != "string":
+            raise ValueError(f"markdownBody {name!r} needs {name}.value to be a string")
 
     @property
     def is_read(self) -> bool:
@@ -457,6 +541,11 @@ class Manifest(_Model):
             return self.by_name[name]
         except KeyError:
             raise KeyError(name) from None
+
+
+def runner_query(action: Action) -> frozenset[str]:
+    """Query parameters the runner reads itself and never sends (``bodyView``'s)."""
+    return frozenset(BODY_VIEW_QUERY) if action.body_view is not None else frozenset()
 
 
 def route_variables(route: str) -> list[str]:

@@ -4,13 +4,18 @@ The manifest loader proves a route is *bounded*; these checks prove it is *the r
 Atlassian documents*, no wider than documented, and not an administration surface.
 They are pure functions over an already-loaded document (``check_action``), so drafts,
 catalog import and the conformance tests share one implementation; reading the
-documents from disk is separate (``load_openapi``) and fails with a message that says
-where it looked.
+documents is separate (``load_openapi``) and fails with a message that says where it
+looked.  The documents are packaged with harbor-confluence (``openapi/``, gzip, with their
+provenance and the SHA-256 of Atlassian's originals), so validating a draft needs no
+checkout; ``$CONFLUENCE_OPENAPI_DIR`` points at another copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -20,16 +25,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .manifest import Action, admin_route_problem, route_variables
+from .manifest import (
+    BODY_FORMAT,
+    MARKDOWN,
+    Action,
+    admin_route_problem,
+    route_variables,
+    runner_query,
+)
 
 __all__ = [
     "ENV_SPEC_DIR",
+    "PACKAGED_DIR",
     "ApiVersion",
     "SpecUnavailable",
     "admin_route_problem",
     "api_version_for",
     "check_action",
     "load_openapi",
+    "package_openapi",
+    "packaged_bytes",
+    "packaged_provenance",
     "path_variable_problems",
     "spec_dir",
     "spec_path",
@@ -258,22 +274,35 @@ class SpecUnavailable(ConfigError):
 
 
 def spec_dir() -> Path:
-    """``$CONFLUENCE_OPENAPI_DIR``, else ``../shared/confluence-openapi`` next to the repo."""
+    """``$CONFLUENCE_OPENAPI_DIR`` when set, else the packaged copies' folder
+    (``harbor_confluence/openapi``, gzip-compressed, see ``PROVENANCE.json`` there)."""
     configured = os.environ.get(ENV_SPEC_DIR)
     if configured:
         return Path(configured)
-    return (Path(__file__).resolve().parents[1] / ".." / "shared" / "confluence-openapi").resolve()
+    return PACKAGED_DIR
 
 
 def spec_path(version: ApiVersion) -> Path:
+    """The file ``load_openapi`` reads: in ``$CONFLUENCE_OPENAPI_DIR``, else the packaged
+    compressed copy."""
+    if not os.environ.get(ENV_SPEC_DIR):
+        entry = _packaged_entry(version)
+        return PACKAGED_DIR / (entry["file"] if entry else f"{version}.missing")
     directory = spec_dir()
     matches = sorted(directory.glob(_SPEC_FILES[version]))
     return matches[-1] if matches else directory / _SPEC_FILES[version].replace("*", "")
 
 
 def load_openapi(version: ApiVersion) -> dict[str, Any]:
-    """The parsed document (cached per path); raises SpecUnavailable with the path tried."""
-    return _load(str(spec_path(version)), version)
+    """The parsed document (cached per path); raises SpecUnavailable with the path tried.
+
+    ``$CONFLUENCE_OPENAPI_DIR`` wins (a newer download, the test fixtures); without it the
+    copy packaged with harbor-confluence is read, after checking it against the SHA-256
+    of Atlassian's original recorded in ``PROVENANCE.json``.
+    """
+    if os.environ.get(ENV_SPEC_DIR):
+        return _load(str(spec_path(version)), version)
+    return _load_packaged(version)
 
 
 @functools.cache
@@ -284,13 +313,146 @@ def _load(path: str, version: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise SpecUnavailable(
             f"Atlassian's {version} OpenAPI document is not at {path}; "
-            f"set {ENV_SPEC_DIR} to the folder that holds it"
+            f"set {ENV_SPEC_DIR} to the folder that holds it (or unset it to use the copy "
+            "packaged with harbor-confluence)"
         ) from None
     except (OSError, ValueError) as exc:
         raise SpecUnavailable(f"cannot read the {version} OpenAPI document {path}: {exc}") from None
+    return _checked(data, path)
+
+
+def _checked(data: Any, source: str) -> dict[str, Any]:
     if not isinstance(data, dict) or "paths" not in data:
-        raise SpecUnavailable(f"{path} is not an OpenAPI document (no 'paths')")
+        raise SpecUnavailable(f"{source} is not an OpenAPI document (no 'paths')")
     return data
+
+
+# -- the packaged copies -------------------------------------------------------------------
+
+PACKAGED_DIR = Path(__file__).resolve().parent / "openapi"
+PROVENANCE_FILE = "PROVENANCE.json"
+
+
+def packaged_provenance() -> dict[str, Any]:
+    """``openapi/PROVENANCE.json``: for each packaged document its source, the date it was
+    taken, and the SHA-256 and size of Atlassian's original (uncompressed) bytes."""
+    path = PACKAGED_DIR / PROVENANCE_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SpecUnavailable(
+            f"the packaged OpenAPI documents are missing or damaged ({path}: {exc}); "
+            f"reinstall harbor-confluence or set {ENV_SPEC_DIR}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("documents"), list):
+        raise SpecUnavailable(f"{path} is not a provenance record (no 'documents')")
+    return data
+
+
+def _packaged_entry(version: str) -> dict[str, Any] | None:
+    try:
+        documents = packaged_provenance()["documents"]
+    except SpecUnavailable:
+        return None
+    for entry in documents:
+        if isinstance(entry, dict) and entry.get("version") == version:
+            return entry
+    return None
+
+
+def packaged_bytes(version: ApiVersion) -> bytes:
+    """Atlassian's original document, decompressed and checked against its SHA-256."""
+    entry = _packaged_entry(version)
+    if entry is None:
+        packaged_provenance()  # says what is wrong with the record, if anything
+        raise SpecUnavailable(
+            f"no packaged {version} OpenAPI document in {PACKAGED_DIR}; set {ENV_SPEC_DIR}"
+        )
+    path = PACKAGED_DIR / str(entry["file"])
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SpecUnavailable(
+            f"cannot read the packaged {version} OpenAPI document {path}: {exc}; reinstall "
+            f"harbor-confluence or set {ENV_SPEC_DIR}"
+        ) from None
+    if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
+        raise SpecUnavailable(
+            f"the packaged {version} OpenAPI document {path} does not match the SHA-256 in "
+            f"{PROVENANCE_FILE}; reinstall harbor-confluence or set {ENV_SPEC_DIR}"
+        )
+    return raw
+
+
+@functools.cache
+def _load_packaged(version: ApiVersion) -> dict[str, Any]:
+    raw = packaged_bytes(version)
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # pragma: no cover - the digest matched the original
+        raise SpecUnavailable(f"the packaged {version} OpenAPI document: {exc}") from None
+    return _checked(data, f"the packaged {version} OpenAPI document")
+
+
+def package_openapi(source_dir: str | Path, dest_dir: str | Path = PACKAGED_DIR) -> dict[str, Any]:
+    """Maintainers: compress Atlassian's documents from ``source_dir`` into ``dest_dir``
+    (gzip level 9, no name or time in the header, so the output is reproducible) and
+    write ``PROVENANCE.json``.  The sources are copied byte for byte, never re-encoded."""
+    src, dest = Path(source_dir), Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    previous: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        previous = json.loads((dest / PROVENANCE_FILE).read_bytes())
+    kept = {e.get("version"): e for e in previous.get("documents", []) if isinstance(e, dict)}
+    documents = []
+    for version in ("v2", "v1"):
+        matches = sorted(src.glob(_SPEC_FILES[version]))
+        if not matches:
+            raise SpecUnavailable(f"no {version} document in {src}")
+        original = matches[-1]
+        raw = original.read_bytes()
+        spec = json.loads(raw)
+        packed = gzip.compress(raw, compresslevel=9, mtime=0)
+        (dest / f"{original.name}.gz").write_bytes(packed)
+        info = spec.get("info", {})
+        old = kept.get(version, {})
+        documents.append(
+            {
+                "version": version,
+                "file": f"{original.name}.gz",
+                "original": original.name,
+                "title": info.get("title"),
+                "info_version": info.get("version"),
+                "openapi": spec.get("openapi"),
+                "sha256": hashlib.sha256(raw).hexdigest(),
+                "bytes": len(raw),
+                "compressed_bytes": len(packed),
+                "source": old.get("source", _SOURCES[version]),
+                "retrieved": old.get("retrieved", _RETRIEVED[version]),
+            }
+        )
+    record = {
+        "compression": "gzip -9, header without file name or time (reproducible)",
+        "modified": "no: Atlassian's documents byte for byte",
+        "regenerate": (
+            'python -c "from harbor_confluence.speccheck import package_openapi; '
+            "package_openapi('../shared/confluence-openapi')\""
+        ),
+        "documents": documents,
+    }
+    text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    (dest / PROVENANCE_FILE).write_text(text, encoding="utf-8")
+    _load_packaged.cache_clear()
+    return record
+
+
+_SOURCES = {
+    "v2": "Atlassian developer site: Confluence Cloud REST API v2, openapi-v2.v3.json "
+    "(https://developer.atlassian.com/cloud/confluence/rest/v2/intro/)",
+    "v1": "Atlassian developer site: Confluence Cloud REST API (v1), swagger.v3.json "
+    "(https://developer.atlassian.com/cloud/confluence/rest/v1/intro/)",
+}
+_RETRIEVED = {"v2": "2026-04", "v1": "2021-11-23"}
 
 
 def api_version_for(route: str) -> ApiVersion | None:
@@ -436,7 +598,12 @@ def _query_problems(action: Action, params: list[Any], ctx: _Ctx) -> list[str]:
     schema = action.parameters.query or {}
     props: dict[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
+    local = runner_query(action)
     for name, ours in props.items():
+        if name in local:
+            continue  # read by the runner, never sent
+        if name == BODY_FORMAT and action.body_view is not None:
+            ours = _without(ours, MARKDOWN)  # asked as storage, converted by the runner
         param = spec_query.get(name)
         if param is None:
             problems.append(f"query.{name}: not a query parameter of {ctx.where} in the spec")
@@ -472,7 +639,29 @@ def _body_problems(action: Action, operation: Mapping[str, Any], ctx: _Ctx) -> l
     supplied: frozenset[str] = frozenset()
     if action.update is not None:
         ours, supplied = _update_view(action, ours)
+    if action.markdown_body is not None:
+        ours = _markdown_sent(ours, action.markdown_body)
     return _narrower(ours, media.get("schema", {}), "body", ctx, 0, supplied)
+
+
+def _without(schema: Mapping[str, Any], value: str) -> dict[str, Any]:
+    """``schema`` with ``value`` taken out of its enum."""
+    out = dict(schema)
+    if isinstance(out.get("enum"), list):
+        out["enum"] = [v for v in out["enum"] if v != value]
+    return out
+
+
+def _markdown_sent(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The body schema as sent: the runner turns ``representation: markdown`` into storage."""
+    props = dict(body.get("properties", {}))
+    prop = props.get(name)
+    if isinstance(prop, dict) and isinstance(prop.get("properties"), dict):
+        inner = dict(prop["properties"])
+        if isinstance(inner.get("representation"), dict):
+            inner["representation"] = _without(inner["representation"], MARKDOWN)
+        props[name] = {**prop, "properties": inner}
+    return {**body, "properties": props}
 
 
 # Body fields an ``update:`` action takes from the agent but never sends as such.

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jmespath
 
+from .editing.truncation import cut
 from .manifest import Action
 from .transport import SendFailure
 from .updates import conflict_error, sent_version
@@ -89,12 +90,14 @@ class Result:
 class Summarizer:
     """Compiled projection for one action."""
 
-    __slots__ = ("_action", "_fields", "_items", "_max", "_versioned")
+    __slots__ = ("_action", "_fields", "_items", "_max", "_uncut", "_versioned")
 
     def __init__(self, action: Action) -> None:
         spec = action.summary
         self._action = action.name
         self._versioned = action.update is not None
+        # A bodyView's body is handed out whole or in marked pieces (bodyview.py), never cut.
+        self._uncut = action.body_view.field if action.body_view is not None else None
         self._items = _compile(spec.items) if spec.items else None
         self._fields = [(name, _compile(expr)) for name, expr in spec.fields.items()]
         self._max = spec.max_chars
@@ -116,8 +119,9 @@ class Summarizer:
             if isinstance(value, str):
                 if "@@@" in value:
                     value = _HIGHLIGHT.sub("", value)
-                if len(value) > self._max:
-                    value = value[: self._max] + f"... [{len(value) - self._max} more characters]"
+                if len(value) > self._max and name != self._uncut:
+                    # marked, so that writing the cut copy back is refused (edits.py)
+                    value = cut(value, self._max)
             elif isinstance(value, list | dict):
                 value = _unmarked(value)
             out[name] = value

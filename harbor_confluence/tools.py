@@ -60,10 +60,35 @@ class ToolPort(Protocol):
     async def aclose(self) -> None: ...
 
 
+class DraftDesk(Protocol):
+    """What the draft tools need: drafts on the live port, for one caller.
+
+    Embedded this is :class:`~harbor_confluence.drafts.AgentDrafts` (``who`` is the
+    requester); on a node, the node's desk for the token's identity (``who`` is ignored).
+    Answers are JSON-ready dicts that carry no tenant URL and no state-directory path.
+    """
+
+    def overview(self, example: str | None = None) -> dict[str, Any]: ...
+
+    def propose(
+        self, definition: Any, *, replace: bool = False, who: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def validate(self, name: str) -> dict[str, Any]: ...
+
+    def test(
+        self, name: str, data: Any, *, send: bool = False, who: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def request_publication(self, name: str, *, who: str | None = None) -> dict[str, Any]: ...
+
+
 __all__ = [
     "APPROVAL_TOOL",
     "CALL_TOOL",
+    "DRAFT_TOOLS",
     "LIST_TOOL",
+    "DraftDesk",
     "Format",
     "Shape",
     "ToolReply",
@@ -82,6 +107,14 @@ SHAPES: tuple[Shape, ...] = ("per-action", "compact")
 LIST_TOOL = "list_actions"
 CALL_TOOL = "call_action"
 APPROVAL_TOOL = "get_approval_status"
+# The draft tools (``drafts=True``): the agent's side of proposing actions (never publishing).
+LIST_DRAFTS_TOOL = "list_drafts"
+PROPOSE_DRAFT_TOOL = "propose_draft"
+VALIDATE_DRAFT_TOOL = "validate_draft"
+TEST_DRAFT_TOOL = "test_draft"
+REQUEST_PUBLICATION_TOOL = "request_publication"
+DRAFT_TOOLS = (LIST_DRAFTS_TOOL, PROPOSE_DRAFT_TOOL, VALIDATE_DRAFT_TOOL, TEST_DRAFT_TOOL,
+               REQUEST_PUBLICATION_TOOL)  # fmt: skip
 
 # Keywords that help a reader, or bounds a model rarely reaches (the runner enforces them
 # and names the broken rule), but cost context on every turn.
@@ -346,11 +379,14 @@ def _result_reply(result: Result) -> ToolReply:
             f'Check with {APPROVAL_TOOL} {{"ticket": "{ticket}"}}.'
         )
         payload["check"] = {"tool": APPROVAL_TOOL, "arguments": {"ticket": ticket}}
-        return ToolReply(
-            payload,
+        headline = (
             f"{name}: waiting for operator approval, ticket {ticket} (rule {result.rule}). "
-            f"Nothing was sent yet; call {APPROVAL_TOOL} with this ticket to see the outcome.",
+            f"Nothing was sent yet; call {APPROVAL_TOOL} with this ticket to see the outcome."
         )
+        losses = payload.get("losses")
+        if isinstance(losses, list) and losses:
+            headline += f" This write REMOVES content: {'; '.join(map(str, losses))}."
+        return ToolReply(payload, headline)
     if result.ok:
         bits = [f"{name}: ok"]
         if result.status is not None:
@@ -360,6 +396,9 @@ def _result_reply(result: Result) -> ToolReply:
         line = ", ".join(bits)
         if result.next_cursor:
             line += "; more: pass cursor=next_cursor"
+        rest = result.summary.get("bodyNextOffset") if isinstance(result.summary, dict) else None
+        if isinstance(rest, int):
+            line += f"; the body goes on: pass body-offset={rest} for the next piece"
         return ToolReply(payload, line)
     err = result.error or {}
     status = f" HTTP {result.status}" if result.status is not None else ""
@@ -394,11 +433,21 @@ class Toolkit:
     kind: Kind | None = None
     shape: Shape = "per-action"
     requester: str | None = None
+    # True: the draft tools on the live port in ``port.home`` (embedded); a DraftDesk: the
+    # tools over that desk (a node passes the token's); None/False: no draft tools.
+    drafts: bool | DraftDesk | None = None
     _offers: dict[str, _Offer] = field(init=False, repr=False)
     _withheld: dict[str, str] = field(init=False, repr=False)
     _may_hold: bool = field(init=False, repr=False)
+    _desk: DraftDesk | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
+        if self.drafts is True:
+            from .drafts import AgentDrafts
+
+            self._desk = AgentDrafts(self.port.home, default_who=self.requester or "agent")
+        elif self.drafts is not None and self.drafts is not False:
+            self._desk = self.drafts
         if self.shape not in SHAPES:
             raise ConfigError(f"unknown tool shape {self.shape!r}; use one of: {', '.join(SHAPES)}")
         if self.kind is not None and self.kind not in ("read", "write"):
@@ -467,6 +516,8 @@ class Toolkit:
             if self.shape == "per-action"
             else self._compact_specs()
         )
+        if self._desk is not None:
+            out.extend(_DRAFT_SPECS)
         if self._may_hold:
             out.append(_APPROVAL_SPEC)
         return out
@@ -557,6 +608,8 @@ class Toolkit:
         self, name: str, arguments: Mapping[str, Any] | None = None, *, requester: str | None = None
     ) -> ToolReply:
         """Run one tool call.  Refusals come back as error replies, never as exceptions."""
+        if self._desk is not None and name in DRAFT_TOOLS:
+            return self._draft_call(name, arguments or {}, self._who(requester))
         routed = self._route(name, arguments)
         if isinstance(routed, ToolReply):
             return routed
@@ -571,6 +624,12 @@ class Toolkit:
         self, name: str, arguments: Mapping[str, Any] | None = None, *, requester: str | None = None
     ) -> ToolReply:
         """Async twin of :meth:`call`."""
+        if self._desk is not None and name in DRAFT_TOOLS:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(
+                self._draft_call, name, arguments or {}, self._who(requester)
+            )
         routed = self._route(name, arguments)
         if isinstance(routed, ToolReply):
             return routed
@@ -586,6 +645,80 @@ class Toolkit:
 
     def _redact(self, text: str) -> str:
         return text.replace(str(self.port.home), "<state dir>")
+
+    # -- the draft tools ------------------------------------------------------------------
+
+    def _draft_call(self, tool: str, args: Mapping[str, Any], who: str | None) -> ToolReply:
+        """One draft tool call; refusals (invalid, denied, needs approval) as error replies."""
+        try:
+            return self._draft_reply(tool, args, who)
+        except HarborError as exc:
+            reply = _refusal(None, exc, self._redact(str(exc)))
+            return ToolReply(self._redact_data(reply.payload), reply.headline, is_error=True)
+
+    def _draft_reply(self, tool: str, args: Mapping[str, Any], who: str | None) -> ToolReply:
+        desk = self._desk
+        assert desk is not None
+        if tool == LIST_DRAFTS_TOOL:
+            example = args.get("example")
+            payload = desk.overview(example if isinstance(example, str) and example else None)
+            headline = f"{len(payload['live'])} live action(s), {len(payload['drafts'])} draft(s)"
+            return ToolReply({"ok": True, **payload}, headline)
+        if tool == PROPOSE_DRAFT_TOOL:
+            definition = args.get("definition")
+            if not isinstance(definition, Mapping):
+                why = "must be an action definition (an object)"
+                raise InputError(tool, [Violation("definition", "type", why)])
+            draft = desk.propose(dict(definition), replace=args.get("replace") is True, who=who)
+            action = draft["action"]
+            headline = (
+                f"proposed draft {draft['name']} ({action['method']} {action['route']}); "
+                f"next: {VALIDATE_DRAFT_TOOL}"
+            )
+            return ToolReply({"ok": True, "draft": draft}, headline)
+        name = args.get("name")
+        if not isinstance(name, str) or not name:
+            raise InputError(tool, [Violation("name", "required", "the draft's name")])
+        if tool == VALIDATE_DRAFT_TOOL:
+            checked = desk.validate(name)
+            problems = checked["problems"]
+            if not checked["ok"]:
+                first = problems[0] if problems else ""
+                headline = (
+                    f"draft {name} does not pass validation ({len(problems)} problem(s)): {first}"
+                )
+                return ToolReply(checked, headline, is_error=True)
+            headline = f"draft {name}: ok; next: {TEST_DRAFT_TOOL} or {REQUEST_PUBLICATION_TOOL}"
+            return ToolReply(checked, headline)
+        if tool == TEST_DRAFT_TOOL:
+            data = args.get("input") or {}
+            if not isinstance(data, Mapping):
+                why = "must be an object ({path, query, body})"
+                raise InputError(tool, [Violation("input", "type", why)])
+            out = desk.test(name, dict(data), send=args.get("send") is True, who=who)
+            req, live = out["request"], out["live_decision"]
+            headline = (
+                f"{name}: {req['method']} {req['path']}; the live policy decides "
+                f"{live['decision']} (rule {live['rule']}); "
+            )
+            headline += "sent" if out["sent"] else "dry run: nothing was sent"
+            return ToolReply({"ok": True, **out}, headline)
+        if tool == REQUEST_PUBLICATION_TOOL:
+            draft = desk.request_publication(name, who=who)
+            headline = (
+                f"publication of {name} requested; an operator other than you publishes it "
+                "(agents cannot)"
+            )
+            return ToolReply({"ok": True, "draft": draft}, headline)
+        raise AssertionError(tool)  # pragma: no cover - DRAFT_TOOLS is checked by the caller
+
+    def _redact_data(self, data: dict[str, Any]) -> dict[str, Any]:
+        home = str(self.port.home)
+        text = json.dumps(data, ensure_ascii=False)
+        if home and home in text:
+            text = text.replace(json.dumps(home)[1:-1], "<state dir>")
+        result: dict[str, Any] = json.loads(text)
+        return result
 
     # -- the meta tools -------------------------------------------------------------------
 
@@ -650,6 +783,64 @@ _APPROVAL_SPEC = ToolSpec(
     },
     read_only=True,
     open_world=False,
+)
+
+
+def _name_schema(**extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {"name": {"type": "string"}, **extra},
+            "required": ["name"]}  # fmt: skip
+
+
+_DRAFT_SPECS = (
+    ToolSpec(
+        name=LIST_DRAFTS_TOOL,
+        description=(
+            "Live actions (name, method, route) and drafts with their status. example=NAME "
+            "returns that live action's definition: the shape a proposal takes."
+        ),
+        input_schema={"type": "object", "properties": {"example": {"type": "string"}}},
+        read_only=True,
+        open_world=False,
+    ),
+    ToolSpec(
+        name=PROPOSE_DRAFT_TOOL,
+        description=(
+            "Propose a new action (a definition shaped like list_drafts' example: one bounded "
+            "route of Atlassian's API). Never callable until an operator publishes it."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {"definition": {"type": "object"}, "replace": {"type": "boolean"}},
+            "required": ["definition"],
+        },
+        read_only=False,
+        open_world=False,
+    ),
+    ToolSpec(
+        name=VALIDATE_DRAFT_TOOL,
+        description="Check a draft against the manifest rules and Atlassian's OpenAPI document.",
+        input_schema=_name_schema(),
+        read_only=False,
+        idempotent=True,
+        open_world=False,
+    ),
+    ToolSpec(
+        name=TEST_DRAFT_TOOL,
+        description=(
+            "Show the request a draft makes ({path, query, body} input) and the live policy's "
+            "decision; send=true sends a validated read only if that policy allows it."
+        ),
+        input_schema=_name_schema(input={"type": "object"}, send={"type": "boolean"}),
+        read_only=True,
+    ),
+    ToolSpec(
+        name=REQUEST_PUBLICATION_TOOL,
+        description="Ask an operator to publish a validated draft; only an operator publishes.",
+        input_schema=_name_schema(),
+        read_only=False,
+        idempotent=True,
+        open_world=False,
+    ),
 )
 
 

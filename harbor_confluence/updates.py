@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "Composition",
     "ReadOutcome",
     "ReadPlan",
+    "block_review",
     "compose_page_diff",
     "compose_update",
     "conflict_error",
@@ -73,8 +75,15 @@ def _text(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+DIFF_LIMIT = 20_000
+
+
+def _more(count: int) -> str:
+    return f"\n... [{count} more characters of diff]"
+
+
 def unified_diff(
-    before: Any, after: Any, from_label: str, to_label: str, limit: int = 20_000
+    before: Any, after: Any, from_label: str, to_label: str, limit: int = DIFF_LIMIT
 ) -> tuple[str, bool]:
     """A unified diff of two texts (JSON values are pretty-printed first), capped at limit."""
     lines = difflib.unified_diff(
@@ -87,7 +96,7 @@ def unified_diff(
     text = "\n".join(lines)
     if len(text) <= limit:
         return text, False
-    return text[:limit] + f"\n... [{len(text) - limit} more characters of diff]", True
+    return text[:limit] + _more(len(text) - limit), True
 
 
 def _version(value: Any) -> int | None:
@@ -97,21 +106,38 @@ def _version(value: Any) -> int | None:
 # -- versioned updates ---------------------------------------------------------------------
 
 
-def update_read_plan(spec: UpdateSpec, clean: dict[str, Any]) -> ReadPlan:
-    """Read the same resource; optional when the agent named the version it edited."""
+def update_read_plan(
+    spec: UpdateSpec, clean: dict[str, Any], *, needs_body: bool = False
+) -> ReadPlan:
+    """Read the same resource; optional when the agent named the version it edited,
+    unless the request is computed from the stored body (``needs_body``)."""
     expected = (clean.get("body") or {}).get("expected_version")
     return ReadPlan(
         spec.read,
         {"path": dict(clean.get("path") or {}), "query": dict(spec.read_query)},
-        required=expected is None,
+        required=expected is None or needs_body,
     )
 
 
-def compose_update(action: Action, clean: dict[str, Any], read: ReadOutcome) -> Composition:
-    """Turn the agent's content (+ optional expected_version) into the spec's request body."""
+def compose_update(
+    action: Action,
+    clean: dict[str, Any],
+    read: ReadOutcome,
+    *,
+    body: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    losses: Sequence[str] = (),
+    old_view: Any = None,
+) -> Composition:
+    """Turn the agent's content (+ optional expected_version) into the spec's request body.
+
+    ``body`` replaces the agent's body when the runner computed it (a Markdown update, a
+    targeted edit: see ``edits.py``); ``extra`` and ``losses`` go into the review, and
+    ``old_view`` is the stored body's Markdown view when the runner already made it.
+    """
     spec = action.update
     assert spec is not None
-    agent = dict(clean.get("body") or {})
+    agent = dict(body if body is not None else clean.get("body") or {})
     expected = agent.pop("expected_version", None)
     message = agent.pop("version_message", None)
     current = read.data
@@ -131,27 +157,29 @@ def compose_update(action: Action, clean: dict[str, Any], read: ReadOutcome) -> 
                 )
             ],
         )
-    body = dict(agent)
+    sent = dict(agent)
     declared = set(((action.parameters.body or {}).get("properties") or {}).keys())
+    changes: dict[str, str] = {}
     for name, expr in spec.fill.items():
-        if name not in body and current is not None:
-            value = jmespath.search(expr, current)
-            if value is not None:
-                body[name] = value
-        if name not in body and name in declared:
+        stored = jmespath.search(expr, current) if current is not None else None
+        if name in sent and stored is not None and sent[name] != stored:
+            changes[f"{name}_change"] = f"{stored!r} -> {sent[name]!r}"
+        if name not in sent and stored is not None:
+            sent[name] = stored
+        if name not in sent and name in declared:
             if read.failed:  # the resource could not be read: an upstream answer (exit 5)
                 raise ReadFailed(action.name, spec.read, read.problem or "the read failed")
             raise InputError(
                 action.name,
                 [Violation(f"body.{name}", "required", "is required (it could not be read)")],
             )
-    body.update(spec.fixed)
+    sent.update(spec.fixed)
     if spec.id_field:
-        body[spec.id_field] = str(clean["path"]["id"])
+        sent[spec.id_field] = str(clean["path"]["id"])
     version: dict[str, Any] = {"number": base + 1}
     if message:
         version["message"] = message
-    body["version"] = version
+    sent["version"] = version
 
     review: dict[str, Any] = {
         "kind": "versioned-update",
@@ -164,19 +192,92 @@ def compose_update(action: Action, clean: dict[str, Any], read: ReadOutcome) -> 
         review["stale"] = read_version != base
     if current is not None:
         before = jmespath.search(spec.current, current)
-        after = jmespath.search(spec.proposed, clean.get("body") or {})
-        review["diff"], review["diff_truncated"] = unified_diff(
-            before, after, f"current (v{read_version})", f"proposed (v{base + 1})"
-        )
+        after = jmespath.search(spec.proposed, agent)
+        if spec.diff == "blocks" and isinstance(before, str) and isinstance(after, str):
+            review.update(block_review(before, after, read_version, base + 1, old_view, losses))
+        else:
+            review["diff"], review["diff_truncated"] = unified_diff(
+                before, after, f"current (v{read_version})", f"proposed (v{base + 1})"
+            )
     else:
         review["diff"] = None
         review["note"] = f"current content not read: {read.problem}"
+    review.update(changes)
+    review.update(extra or {})
     request = {
         "path": dict(clean.get("path") or {}),
         "query": dict(clean.get("query") or {}),
-        "body": body,
+        "body": sent,
     }
     return Composition(request, review)
+
+
+# What a held ticket keeps of the block review: every loss and count, and the changed
+# blocks up to a budget (a rewritten 1 MB page must not make a 3 MB ticket).
+REVIEW_BLOCK_CHARS = 4_000
+REVIEW_BLOCKS_BUDGET = 60_000
+
+
+def block_review(
+    before: str,
+    after: str,
+    current_version: int | None,
+    new_version: int,
+    old_view: Any = None,
+    losses: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The review of a storage body: what changed per section and block (word-level within
+    a block), macros, links, images, attachments ... counted before and after, and every
+    drop listed in ``losses`` (with ``losses`` the runner adds, such as removed
+    placeholders).  Bodies that do not parse get the unified diff instead, with a note."""
+    from .editing import EditingError, review_diff
+
+    labels = (f"current (v{current_version})", f"proposed (v{new_version})")
+    try:
+        review = review_diff(before, after, old_view=old_view, labels=labels)
+    except EditingError as exc:
+        diff, truncated = unified_diff(before, after, *labels)
+        return {
+            "diff": diff,
+            "diff_truncated": truncated,
+            "note": f"no block review: {exc}",
+            "losses": list(losses),
+        }
+    blocks, omitted = _capped_blocks(review["blocks"])
+    out: dict[str, Any] = {
+        "changed": review["changed"],
+        "losses": [*review["losses"], *losses],
+        "summary": review["summary"],
+        "blocks": blocks,
+        "counts": review["counts"],
+    }
+    if omitted:
+        out["blocks_omitted"] = omitted
+    # The storage itself, one line per block: small hunks even on a one-line 1 MB page.
+    diff = review["diff"]
+    limit = DIFF_LIMIT
+    out["diff"] = diff if len(diff) <= limit else diff[:limit] + _more(len(diff) - limit)
+    out["diff_truncated"] = len(diff) > limit
+    return out
+
+
+def _cut(text: str) -> str:
+    if len(text) <= REVIEW_BLOCK_CHARS:
+        return text
+    return text[:REVIEW_BLOCK_CHARS] + f"\u2026 [{len(text) - REVIEW_BLOCK_CHARS} more characters]"
+
+
+def _capped_blocks(changes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for index, change in enumerate(changes):
+        row = {k: _cut(v) if isinstance(v, str) else v for k, v in change.items()}
+        size = sum(len(v) for v in row.values() if isinstance(v, str))
+        if kept and used + size > REVIEW_BLOCKS_BUDGET:
+            return kept, len(changes) - index
+        kept.append(row)
+        used += size
+    return kept, 0
 
 
 def sent_version(body: bytes | None) -> int | None:

@@ -123,6 +123,16 @@ def _update_page(p: Port) -> Result:
     return r
 
 
+def _edit_page(p: Port) -> Result:
+    page = new_page(p, "E2E edit")
+    edit = {"op": "append", "content": "Two **bold**."}
+    r = ok(p, "edit-page", {"path": {"id": page["id"]}, "body": edit})
+    assert r.summary["version"] == 2 and r.summary["title"] == "E2E edit"
+    got = ok(p, "get-page", {"path": {"id": page["id"]}, "query": {"body-format": "storage"}})
+    assert got.summary["body"] == "<p>one</p><p>Two <strong>bold</strong>.</p>"
+    return r
+
+
 def _delete_page(p: Port) -> Result:
     page = new_page(p)
     r = p.call("delete-page", {"path": {"id": page["id"]}})
@@ -551,6 +561,7 @@ SCENARIOS: dict[str, Scenario] = {
     "get-page": _get_page,
     "create-page": _create_page,
     "update-page": _update_page,
+    "edit-page": _edit_page,
     "delete-page": _delete_page,
     "list-page-children": _children,
     "get-page-ancestors": _ancestors,

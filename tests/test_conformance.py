@@ -90,6 +90,7 @@ READ = ReadOutcome(
     }
 )
 STORAGE = {"representation": "storage", "value": "<p>new</p>"}
+MARKDOWN = {"representation": "markdown", "value": "# New\n\nSome **bold** text.\n"}
 FILE = {"filename": "notes.txt", "mediaType": "text/plain",
         "contentBase64": base64.b64encode(b"hello\n").decode()}  # fmt: skip
 
@@ -130,11 +131,35 @@ BUILT_SAMPLES: list[tuple[str, dict[str, Any]]] = [
             },
         },
     ),
+    (
+        "update-page",
+        {"path": {"id": "98306"}, "body": {"body": MARKDOWN, "expected_version": 3}},
+    ),
+    ("edit-page", {"path": {"id": "98306"}, "body": {"op": "append", "content": "More *text*."}}),
+    (
+        "edit-page",
+        {
+            "path": {"id": "98306"},
+            "body": {"op": "replace-text", "find": "old", "content": "new", "title": "T2"},
+        },
+    ),
+    ("edit-page", {"path": {"id": "98306"}, "body": {"op": "set-title", "title": "Renamed"}}),
+    ("get-page", {"path": {"id": "98306"}, "query": {"body-format": "markdown"}}),
+    (
+        "get-page",
+        {"path": {"id": "98306"}, "query": {"body-offset": 10, "body-limit": 100, "version": 2}},
+    ),
+    ("get-blogpost", {"path": {"id": "229378"}, "query": {"body-format": "markdown"}}),
+    ("create-page", {"body": {"spaceId": "65538", "title": "M", "body": MARKDOWN}}),
+    ("create-blogpost", {"body": {"spaceId": "65538", "title": "M", "body": MARKDOWN}}),
+    ("create-footer-comment", {"body": {"pageId": "98306", "body": MARKDOWN}}),
     ("update-blogpost", {"path": {"id": "229378"}, "body": {"body": STORAGE}}),
+    ("update-blogpost", {"path": {"id": "229378"}, "body": {"body": MARKDOWN}}),
     (
         "update-footer-comment",
         {"path": {"comment_id": "1"}, "body": {"body": STORAGE, "expected_version": 2}},
     ),
+    ("update-footer-comment", {"path": {"comment_id": "1"}, "body": {"body": MARKDOWN}}),
     (
         "update-page-property",
         {"path": {"page_id": "98306", "property_id": "5"}, "body": {"value": {"state": "final"}}},
@@ -185,7 +210,11 @@ def test_every_runner_built_action_has_a_sample() -> None:
     runner_built = {
         a.name
         for a in MANIFEST.actions
-        if a.transform or a.update or a.request_body_mode == "multipart"
+        if a.transform
+        or a.update
+        or a.body_view
+        or a.markdown_body
+        or a.request_body_mode == "multipart"
     }
     assert runner_built == {name for name, _ in BUILT_SAMPLES}
 

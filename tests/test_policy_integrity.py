@@ -90,7 +90,7 @@ def test_finding5_import_cannot_make_delete_auto(
     document: dict[str, Any],
 ) -> None:  # fmt: skip
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     action_data(doc, "delete-page")["defaultPolicy"] = "auto"
     hub = write(tmp_path / "doc.json", doc)
 
@@ -373,7 +373,7 @@ def test_new_and_changed_actions_need_accepted_proposals(
     document: dict[str, Any],
 ) -> None:  # fmt: skip
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     fetch = copy.deepcopy(action_data(doc, "get-space"))
     fetch["name"] = "fetch-space"
     zap = copy.deepcopy(action_data(doc, "delete-page"))
@@ -413,7 +413,7 @@ def test_new_and_changed_actions_need_accepted_proposals(
     assert sim.request_count == 0
 
     # the operator accepts the proposals of the next version: reads open, writes still held
-    doc["manifestVersion"] = "1.3.0"
+    doc["manifestVersion"] = "1.9.0"
     nxt = write(tmp_path / "next.json", doc)
     accepted = cli("catalog", "import", str(nxt), "--yes", "--accept-proposals", "--json")
     assert accepted.code == 0, accepted.out
@@ -428,7 +428,7 @@ def test_accepted_read_proposal_in_the_next_import(
     document: dict[str, Any],
 ) -> None:  # fmt: skip
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     fetch = copy.deepcopy(action_data(doc, "get-space"))
     fetch["name"] = "fetch-space"
     doc["actions"].append(fetch)
@@ -450,7 +450,7 @@ def test_an_operator_policy_that_auto_sends_everything_gets_writes_held(
     )
     installed_paths(home).policy.write_text(mine)
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     result = cli("catalog", "import", str(write(tmp_path / "doc.json", doc)), "--yes", "--json")
     assert result.code == 0, result.out
     assert result.json()["policy"].endswith("kept as port/policy.yaml.bak")
@@ -470,7 +470,7 @@ def test_programmatic_import_takes_accept_proposals(
 ) -> None:
     home.mkdir(parents=True)
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     fetch = copy.deepcopy(action_data(doc, "get-space"))
     fetch["name"] = "fetch-space"
     doc["actions"].append(fetch)
@@ -492,14 +492,14 @@ def test_policy_edited_between_plan_and_apply_is_refused(
 ) -> None:
     home.mkdir(parents=True)
     first = copy.deepcopy(document)
-    first["manifestVersion"] = "1.2.0"
+    first["manifestVersion"] = "1.8.0"
     apply_import(plan_import(write(tmp_path / "a.json", first), home), home, operator="alice")
-    first["manifestVersion"] = "1.3.0"
+    first["manifestVersion"] = "1.9.0"
     plan = plan_import(write(tmp_path / "b.json", first), home)
     installed_paths(home).policy.write_text("version: 1\nrules: []\n")
     with pytest.raises(Exception, match="changed while this import was being confirmed"):
         apply_import(plan, home, operator="alice")
-    assert live_manifest(home).manifest_version == "1.2.0"
+    assert live_manifest(home).manifest_version == "1.8.0"
 
 
 def test_publish_in_a_fresh_home_keeps_the_packaged_policy(
@@ -528,7 +528,7 @@ def test_unchanged_upload_cap_survives_an_upgrade(
     document: dict[str, Any],
 ) -> None:  # fmt: skip
     doc = copy.deepcopy(document)
-    doc["manifestVersion"] = "1.2.0"
+    doc["manifestVersion"] = "1.8.0"
     action_data(doc, "upload-attachment")["defaultPolicy"] = "auto"
     assert cli("catalog", "import", str(write(tmp_path / "d.json", doc)), "--yes",
                "--accept-proposals").code == 0  # fmt: skip

@@ -402,14 +402,18 @@ def test_finding_update_of_an_unreadable_page_is_a_read_failure(sim: Simulator, 
 
 
 def test_finding_oversized_update_is_denied_before_its_read(sim: Simulator, home: Path) -> None:
-    """The packaged policy caps JSON bodies at 1 MB: a body already over it makes no read."""
+    """The packaged policy caps comment bodies at 1 MB (pages at 4 MB): a body already over
+    its cap makes no read."""
     with (
         Port.load(
             home=home, base_url=sim.url, credential=Credential.basic(EMAIL, API_TOKEN, "t")
         ) as port,
         pytest.raises(PolicyDenied) as info,
     ):
-        port.call("update-page", {"path": {"id": PAGE}, "body": {"body": content("x" * 1_100_000)}})
+        port.call(
+            "update-footer-comment",
+            {"path": {"comment_id": "1"}, "body": {"body": content("x" * 1_100_000)}},
+        )
     assert "cap" in info.value.rule or "body" in info.value.rule
     assert sim.request_count == 0
 

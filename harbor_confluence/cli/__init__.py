@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import audit, auth, catalog, core, drafts, mcp, node, queue, tools
+from . import audit, auth, catalog, core, drafts, hub, mcp, node, queue, tools
 from ._common import EXIT_ERROR, EXIT_INVALID, CliExit, client_mode, fail
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (core, queue, auth, audit, tools, mcp, catalog, drafts, node)
+_GROUPS = (core, queue, auth, audit, tools, mcp, catalog, drafts, node, hub)
 
 # In client mode these talk to the node; ``node``, ``manifest``, ``sim`` and ``demo``
 # touch no node state.  The rest (config, token, auth, catalog, drafts) change a port's
@@ -38,6 +38,7 @@ _CLIENT_COMMANDS = frozenset(
         "manifest",
         "sim",
         "demo",
+        "hub",  # serves or reads hub documents: no port state
     }
 )
 

@@ -158,7 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = port.call(args.action, data, requester=args.requester)
     payload = result.to_dict()
     if result.outcome == "held":
-        emit(args, payload, f"held: {payload['message']}\nticket: {result.ticket}")
+        text = f"held: {payload['message']}\nticket: {result.ticket}"
+        if payload.get("losses"):
+            text = f"LOSS: this write removes content: {'; '.join(payload['losses'])}\n{text}"
+        emit(args, payload, text)
         return EXIT_HELD
     if not result.ok:
         err = result.error or {}

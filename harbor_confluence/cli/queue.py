@@ -79,6 +79,42 @@ def _line(t: Ticket, now: float) -> str:
     return f"{t.id}  {t.state:<9} {t.action:<22} {t.requester:<16} {votes:<4} {when}".rstrip()
 
 
+# The review keys shown as facts (the rest of a block review is rendered as text).
+_FACTS = ("kind", "base_version", "base_from", "current_version", "new_version", "stale")
+_BLOCK_REVIEW = ("changed", "losses", "summary", "blocks", "counts")
+
+
+def _losses(review: dict[str, Any]) -> list[str]:
+    losses = review.get("losses")
+    return [str(x) for x in losses] if isinstance(losses, list) else []
+
+
+def _review_text(review: dict[str, Any]) -> list[str]:
+    """A block review as readable text (losses first); any other review as JSON."""
+    if not (isinstance(review.get("summary"), dict) and isinstance(review.get("blocks"), list)):
+        return ["review:", json.dumps(review, indent=2, ensure_ascii=False)]
+    from harbor_confluence.editing import render_review_text
+
+    facts = ", ".join(f"{k.replace('_', ' ')} {review[k]}" for k in _FACTS if k in review)
+    lines = ["review:" + (f" {facts}" if facts else "")]
+    try:
+        lines += ["  " + line for line in render_review_text(review).splitlines()]
+    except (KeyError, TypeError, AttributeError):  # a hand-made or older review shape
+        lines.append(json.dumps(review, indent=2, ensure_ascii=False))
+        return lines
+    for key, value in review.items():
+        if key in _FACTS or key in _BLOCK_REVIEW or (key == "diff_truncated" and not value):
+            continue
+        label = "storage diff (one line per block)" if key == "diff" else key.replace("_", " ")
+        if isinstance(value, str) and "\n" in value:
+            lines.append(f"  {label}:")
+            lines.extend(f"    {line}" for line in value.splitlines())
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"  {label}: {shown}")
+    return lines
+
+
 def _show_text(t: Ticket) -> str:
     now = time.time()
     d = t.to_dict(now)
@@ -91,7 +127,11 @@ def _show_text(t: Ticket) -> str:
         rule += f", needs {t.approvals_required} distinct approvers"
     if t.forbid_self_approval:
         rule += ", the requester may not approve"
-    lines = [
+    lines = []
+    losses = _losses(t.review) if isinstance(t.review, dict) else []
+    if losses:  # first, so that no operator approves a loss without having seen it
+        lines.append(f"LOSS: this write removes content: {'; '.join(losses)}")
+    lines += [
         head,
         f"requested by {t.requester} at {d['created_at']}; {rule}",
         f"port {t.port} {t.manifest_version}",
@@ -104,10 +144,10 @@ def _show_text(t: Ticket) -> str:
     if t.content_type:
         lines.append(f"Content-Type: {t.content_type}")
     lines += [f"{k}: {v}" for k, v in t.headers.items()]
+    if t.review:  # before the body, which can be a whole page
+        lines += ["", *_review_text(t.review), ""]
     if t.body is not None:
         lines.append(json.dumps(d["request"]["body"], indent=2, ensure_ascii=False))
-    if t.review:
-        lines += ["", "review:", json.dumps(t.review, indent=2, ensure_ascii=False)]
     if t.approvals:
         lines += ["", "approvals:"]
         for a in t.approvals:

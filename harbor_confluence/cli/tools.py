@@ -45,20 +45,42 @@ def add_filter_args(p: argparse.ArgumentParser) -> None:
         help="include a whole toolset (repeatable)",
     )
     p.add_argument("--kind", choices=("read", "write"), help="only reads or only writes")
+    p.add_argument(
+        "--drafts",
+        action="store_true",
+        help="add the draft tools: list, propose, validate, test, request publication "
+        "(never publish)",
+    )
 
 
 def filters(args: argparse.Namespace) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "include": args.include,
         "exclude": args.exclude,
         "toolsets": args.toolsets,
         "kind": args.kind,
     }
+    if getattr(args, "drafts", False):
+        out["drafts"] = True
+    return out
+
+
+def _drafts_on_the_live_port(args: argparse.Namespace) -> None:
+    from ._common import EXIT_INVALID, fail
+
+    if getattr(args, "drafts", False) and (args.manifest or args.policy):
+        raise fail(
+            EXIT_INVALID,
+            "invalid_option",
+            "--drafts works on the live port in the state directory; --manifest/--policy "
+            "do not apply with it",
+        )
 
 
 def toolkit_from_args(args: argparse.Namespace, port: Port) -> Toolkit:
     from harbor_confluence.tools import Toolkit
 
+    _drafts_on_the_live_port(args)
     return Toolkit(port, shape=args.shape, requester=getattr(args, "requester", None),
                    **filters(args))  # fmt: skip
 
@@ -91,6 +113,7 @@ def _node_tools(args: argparse.Namespace) -> int:
 def cmd_tools(args: argparse.Namespace) -> int:
     if client_mode():
         return _node_tools(args)
+    _drafts_on_the_live_port(args)
     port = load_local_port(args)
     if args.stats:
         from harbor_confluence.tools import tool_sizes

@@ -242,7 +242,10 @@ def build_app(service: NodeService, *, mcp: bool = True) -> Starlette:
             ):
                 raise _bad(name, "type", "must be a list of strings")
             lists[name] = value
-        return service.toolkit(ident, cast("Shape", shape), kind=_text(data, "kind"), **lists)
+        drafts = data.get("drafts", False) is True  # the draft tools (node/drafts.py)
+        return service.toolkit(
+            ident, cast("Shape", shape), kind=_text(data, "kind"), drafts=drafts, **lists
+        )
 
     async def tools(request: Request, ident: Identity, data: dict[str, Any]) -> Any:
         fmt = _text(data, "format") or "mcp"
@@ -289,6 +292,10 @@ def build_app(service: NodeService, *, mcp: bool = True) -> Starlette:
         r("/v1/tools", tools, "POST"),
         r("/v1/tools/call", tool_call, "POST"),
     ]
+    # -- drafts: agents propose, validate, test, ask for publication (node/drafts_api.py) --
+    from .drafts_api import draft_routes
+
+    routes.extend(draft_routes(service, endpoint))
     # The review page (/review, node/review/) and webhooks (node/webhooks.py) both follow
     # the service's ticket changes.
     from .webhooks import attach_webhooks

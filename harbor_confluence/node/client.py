@@ -45,6 +45,7 @@ __all__ = [
     "NODE_URL_ENV",
     "NodeAudit",
     "NodeClient",
+    "NodeDrafts",
     "NodeReviews",
     "NodeToolkit",
     "client_mode",
@@ -108,6 +109,7 @@ class NodeClient(HttpClients):
         self._atransport = atransport
         self.reviews = NodeReviews(self)
         self.audit = NodeAudit(self)
+        self.drafts = NodeDrafts(self)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> NodeClient:
@@ -372,6 +374,53 @@ class NodeReviews:
     def resolve(self, ticket_id: str, outcome: str, note: str | None = None) -> Ticket:
         body = {"outcome": outcome, "note": note}
         return self._ticket("POST", f"/v1/tickets/{_seg(ticket_id)}/resolve", body)
+
+
+class NodeDrafts:
+    """Drafts over a node, as the token's identity (``client.drafts``): the agent's side —
+    ``overview``, ``show``, ``propose``, ``validate``, ``test``, ``request_publication``.
+    Publishing is the node operator's act on the node host (``drafts publish``).
+
+    The same methods as the draft tools' desk (``tools.DraftDesk``); ``who`` is refused
+    like a requester: the identity is the token's.
+    """
+
+    def __init__(self, client: NodeClient) -> None:
+        self._client = client
+
+    def overview(self, example: str | None = None) -> dict[str, Any]:
+        """The live actions (name, method, route) and your drafts; ``example`` adds one live
+        action's definition, the shape a proposal takes."""
+        params = {"example": example} if example else None
+        return dict(self._client.request("GET", "/v1/drafts", params=params))
+
+    def list(self) -> list[dict[str, Any]]:
+        return list(self.overview()["drafts"])
+
+    def show(self, name: str) -> dict[str, Any]:
+        return dict(self._client.request("GET", f"/v1/drafts/{_seg(name)}"))
+
+    def propose(
+        self, definition: Mapping[str, Any], *, replace: bool = False, who: str | None = None
+    ) -> dict[str, Any]:
+        _no_requester(who)
+        body = {"definition": dict(definition), "replace": replace}
+        return dict(self._client.request("POST", "/v1/drafts", json=body))
+
+    def validate(self, name: str) -> dict[str, Any]:
+        return dict(self._client.request("POST", f"/v1/drafts/{_seg(name)}/validate"))
+
+    def test(
+        self, name: str, data: Any = None, *, send: bool = False, who: str | None = None
+    ) -> dict[str, Any]:
+        _no_requester(who)
+        body = {"input": data, "send": send}
+        return dict(self._client.request("POST", f"/v1/drafts/{_seg(name)}/test", json=body))
+
+    def request_publication(self, name: str, *, who: str | None = None) -> dict[str, Any]:
+        _no_requester(who)
+        path = f"/v1/drafts/{_seg(name)}/request-publication"
+        return dict(self._client.request("POST", path))
 
 
 class NodeAudit:

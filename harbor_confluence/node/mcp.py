@@ -36,13 +36,21 @@ def _caller(service: NodeService, ctx: ServerRequestContext[Any]) -> Identity:
     return service.authenticate(token.strip() if scheme.lower() == "bearer" else None, where="mcp")
 
 
+def _drafts(ctx: ServerRequestContext[Any]) -> bool:
+    """``/mcp?drafts=1``: the client asked for the draft tools too (node/drafts.py)."""
+    request = ctx.request
+    if not isinstance(request, Request):
+        return False
+    return request.query_params.get("drafts", "").lower() in ("1", "true", "yes")
+
+
 def mount_mcp(service: NodeService) -> tuple[Any, Callable[[Any], Any]]:
     """The ASGI app to mount at ``/mcp`` and the lifespan that runs its session manager."""
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        kit = service.toolkit(_caller(service, ctx))
+        kit = service.toolkit(_caller(service, ctx), drafts=_drafts(ctx))
         return types.ListToolsResult(
             tools=[types.Tool.model_validate(d) for d in kit.definitions("mcp")]
         )
@@ -50,7 +58,7 @@ def mount_mcp(service: NodeService) -> tuple[Any, Callable[[Any], Any]]:
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        kit = service.toolkit(_caller(service, ctx))
+        kit = service.toolkit(_caller(service, ctx), drafts=_drafts(ctx))
         return reply_result(await kit.acall(params.name, params.arguments or {}))
 
     server: Server[Any] = Server(

@@ -458,13 +458,17 @@ class NodeService:
         exclude: Sequence[str] | None = None,
         toolsets: Sequence[str] | None = None,
         kind: str | None = None,
+        drafts: bool = False,
     ) -> Toolkit:
-        """The tools ``ident`` is offered: its grant, then the policy, then any filters."""
+        """The tools ``ident`` is offered: its grant, then the policy, then any filters;
+        with ``drafts``, the draft tools too (as ``ident``: see the drafts section)."""
         from harbor_confluence.tools import Toolkit
+
+        from .drafts import NodeDraftDesk
 
         key = (
             ident.token_id, ident.grant, shape, tuple(include or ()), tuple(exclude or ()),
-            tuple(toolsets or ()), kind, self._generation,
+            tuple(toolsets or ()), kind, self._generation, drafts,
         )  # fmt: skip
         kit = self._toolkits.get(key)
         if kit is None:
@@ -476,6 +480,7 @@ class NodeService:
                 kind=kind,  # type: ignore[arg-type]
                 shape=shape,
                 requester=ident.name,
+                drafts=NodeDraftDesk(self, ident) if drafts else None,
             )
             if len(self._toolkits) > 256:
                 self._toolkits.clear()

@@ -2,16 +2,59 @@
 
 Confluence converts between formats on read; the simulator does the same for headings,
 paragraphs, list items and code blocks, which is enough for clients that round-trip text.
+
+Storage is kept byte for byte as written (what a client reads back is what it wrote), and,
+as Confluence does, a storage body that is not well-formed XHTML is refused with a 400
+("Error parsing xhtml"): the ``ac:``/``ri:`` prefixes need no declaration, HTML named
+entities (``&nbsp;``, ``&mdash;``) are allowed, anything else XML forbids is not.
 """
 
 from __future__ import annotations
 
+import html.entities
 import json
+import re
+import xml.parsers.expat
 from html import escape
 from html.parser import HTMLParser
 from typing import Any
 
-__all__ = ["BodyFormatError", "adf_to_storage", "render", "storage_to_adf", "wiki_to_storage"]
+__all__ = [
+    "BodyFormatError",
+    "adf_to_storage",
+    "check_storage",
+    "render",
+    "storage_to_adf",
+    "wiki_to_storage",
+]
+
+_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
+_ENTITY_REF = re.compile(rb"&([A-Za-z][A-Za-z0-9]*);")
+_ROOT = "storage-root"
+
+
+def check_storage(value: str) -> None:
+    """Raise BodyFormatError, as Confluence answers, when ``value`` is not well-formed."""
+    body = value.encode("utf-8")
+    names = sorted({m.decode() for m in _ENTITY_REF.findall(body)} - _XML_ENTITIES)
+    decls = []
+    for name in names:
+        text = html.entities.html5.get(name + ";")
+        if text is not None:  # an unknown name stays undeclared: expat reports it
+            decls.append(f'<!ENTITY {name} "{"".join(f"&#{ord(c)};" for c in text)}">')
+    prefix = f"<!DOCTYPE {_ROOT} [{''.join(decls)}]><{_ROOT}>".encode()
+    parser = xml.parsers.expat.ParserCreate()
+    try:
+        parser.Parse(prefix, False)
+        parser.Parse(body, False)
+        parser.Parse(f"</{_ROOT}>".encode(), True)
+    except xml.parsers.expat.ExpatError as exc:
+        column = exc.offset - (len(prefix) if exc.lineno == 1 else 0)
+        raise BodyFormatError(
+            f"Error parsing xhtml: {xml.parsers.expat.ErrorString(exc.code)} "
+            f"at [row,col]: [{exc.lineno},{max(column, 0) + 1}]"
+        ) from None
+
 
 _BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "pre"}
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .bodies import BodyFormatError, adf_to_storage, render, wiki_to_storage
+from .bodies import BodyFormatError, adf_to_storage, check_storage, render, wiki_to_storage
 from .paging import Paged, SortKey, paginate
 from .routes import Context
 from .seed import format_time
@@ -148,6 +148,8 @@ def read_body(body: Any, *, required: bool = False) -> tuple[str, str]:
             return "storage", wiki_to_storage(value)
         if representation == "atlas_doc_format":
             adf_to_storage(value)  # validates
+        if representation == "storage":
+            check_storage(value)  # well-formed XHTML, as Confluence requires
     except BodyFormatError as exc:
         raise bad_request(str(exc)) from exc
     return representation, value
