@@ -10,6 +10,8 @@ lookaround) is refused when the schema is loaded (:func:`check_schema`).
 
 After validation, numbers the schema declares ``integer`` are sent as integers: JSON
 Schema accepts ``1.0`` and ``1e2`` as integers, Confluence expects ``1`` and ``100``.
+Before validation, a scalar given for a query parameter typed ``array`` becomes a one-item
+list (violations still name the parameter as given).
 """
 
 from __future__ import annotations
@@ -256,7 +258,12 @@ class InputValidator:
                 continue
             if value is None:
                 value = {}
-            violations.extend(_describe(loc, e) for e in validator.iter_errors(value))
+            wrapped: frozenset[str] = frozenset()
+            if loc == "query" and isinstance(value, dict):
+                value, wrapped = _wrap_scalars(validator.schema, value)
+            violations.extend(
+                _unwrap(_describe(loc, e), loc, wrapped) for e in validator.iter_errors(value)
+            )
             if loc == "path" and isinstance(value, dict):
                 violations.extend(_path_values(value))
             out[loc] = value
@@ -269,6 +276,37 @@ class InputValidator:
         out.setdefault("path", {})
         out.setdefault("query", {})
         return out
+
+
+def _wrap_scalars(schema: Any, query: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """A scalar given for a query parameter the schema types ``array`` becomes a one-item
+    list (``"status": "current"`` is ``"status": ["current"]``), as Confluence reads one
+    value of a comma-separated or repeated parameter.  Returns a copy (the caller's input is
+    never modified) and the names wrapped, so violations can name the field as given.
+    """
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict):
+        return query, frozenset()
+    wrapped = {
+        key
+        for key, item in query.items()
+        if isinstance(item, str | int | float)  # bool is an int; null and containers are not
+        and isinstance(properties.get(key), dict)
+        and properties[key].get("type") == "array"
+    }
+    if not wrapped:
+        return query, frozenset()
+    return {k: [v] if k in wrapped else v for k, v in query.items()}, frozenset(wrapped)
+
+
+def _unwrap(violation: Violation, loc: str, wrapped: frozenset[str]) -> Violation:
+    """``query.status.0`` is ``query.status`` when the caller gave ``status`` as a scalar."""
+    for key in wrapped:
+        item = f"{loc}.{key}.0"
+        if violation.field == item or violation.field.startswith(item + "."):
+            field = f"{loc}.{key}" + violation.field[len(item) :]
+            return Violation(field, violation.rule, violation.message)
+    return violation
 
 
 def _scan(data: dict[str, Any]) -> tuple[list[Violation], bool]:

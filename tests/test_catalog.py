@@ -337,7 +337,7 @@ def test_an_edited_policy_is_kept_and_gaps_are_named(
     assert cli("catalog", "import", str(first), "--yes").code == 0
     mine = "version: 1\nrules:\n  - {name: mine, actions: [get-page], decision: auto}\n"
     (home / "port" / "policy.yaml").write_text(mine)
-    # (1.2.0 would be refused: it is the packaged port's version, with other content)
+    # (1.2.1 would be refused: it is the packaged port's version, with other content)
     newer = write(tmp_path / "b.json", small(document, "1.0.1", "get-page", "get-space"))
     result = cli("catalog", "import", str(newer), "--yes")
     assert result.code == 0, result.err

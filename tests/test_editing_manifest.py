@@ -39,7 +39,7 @@ def test_packaged_actions_declare_their_body_handling() -> None:
         assert MANIFEST.action(name).markdown_body == "body", name
     edit = MANIFEST.action("edit-page")
     assert edit.transform == "page-edit" and edit.update is not None
-    assert edit.update.diff == "blocks" and MANIFEST.manifest_version == "1.2.0"
+    assert edit.update.diff == "blocks" and MANIFEST.manifest_version == "1.2.1"
     assert runner_query(MANIFEST.action("search-pages")) == frozenset()
 
 

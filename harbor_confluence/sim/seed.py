@@ -1,8 +1,10 @@
-"""Deterministic seed content: three spaces of pages, plus blog posts, comments, attachments,
-custom content, properties and the tasks found in bodies; optional bulk pages.
+"""Deterministic seed content: three spaces of pages (and the examples' space), plus blog
+posts, comments, attachments, custom content, properties and the tasks found in bodies;
+optional bulk pages.
 
 Ids, titles and timestamps never change between runs, so tests and docs can name them:
-spaces ENG 65538 / DOCS 65539 / OPS 65540 (homepages 98305, 163841, 229377), blog posts
+spaces ENG 65538 / DOCS 65539 / OPS 65540 (homepages 98305, 163841, 229377), the examples'
+space HARBOR 123456 (page 123456789, outside the id sequence), blog posts
 from 294913, comments from 360449, attachments from 425985 (``att425985``), custom content
 from 491521, properties from 4587521, tasks from 7340033. Page versions keep their bodies:
 version n of a seeded page holds the first n/N share of its current body.
@@ -37,6 +39,7 @@ __all__ = [
     "COMMENT_FIRST_ID",
     "CUSTOM_CONTENT_FIRST_ID",
     "DECISION_TYPE",
+    "EXAMPLE_SPACE",
     "EXTRA_PAGE_FIRST_ID",
     "PROPERTY_FIRST_ID",
     "SPACES",
@@ -1674,6 +1677,52 @@ def seed_store(store: Store, extra_pages: int = 0) -> None:
     store.add_attachments(_attachments())
     store.add_custom_content(_custom_content())
     store.add_properties(_properties())
+    _seed_example(store)
     if extra_pages:
         eng = SPACES[0]
         store.add_pages(generated_pages(extra_pages, eng.id, eng.first_page_id))
+
+
+# The space and page the catalog's own examples name (space 123456, page 123456789).  Seeded
+# last and outside the id sequence, so every other seeded and created id stays as it was.
+EXAMPLE_SPACE = _SpaceSeed(
+    123456,
+    "HARBOR",
+    "Harbor",
+    "Harbor rollout: the space the action examples point at.",
+    MARCUS,
+    datetime(2022, 1, 10, 10, 0, 0, tzinfo=UTC),  # before every other seed date
+    123456789,
+    (),
+    (
+        _PageSeed(
+            "rollout",
+            "Harbor rollout",
+            None,
+            _h(2, "Harbor rollout")
+            + _p("Agents reach Confluence through Harbor; writes wait for operator approval.")
+            + _ul("Review the policy.", "Approve the first held write."),
+            MARCUS,
+            labels=("release", "process"),
+        ),
+    ),
+)
+
+
+def _seed_example(store: Store) -> None:
+    space = EXAMPLE_SPACE
+    store.add_space(
+        Space(
+            id=space.id,
+            key=space.key,
+            name=space.name,
+            type="global",
+            status="current",
+            author_id=space.author,
+            created_at=format_time(space.created),
+            homepage_id=space.first_page_id,
+            description=space.description,
+            labels=space.labels,
+        )
+    )
+    store.add_pages(_space_pages(space), advance_ids=False)

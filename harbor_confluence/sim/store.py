@@ -395,8 +395,10 @@ class Store:
             for name in space.labels:
                 self._label("team", name)
 
-    def add_pages(self, pages: Iterable[Page]) -> None:
-        """Insert as-is (seed data); ids must be unique, later creates get higher ids."""
+    def add_pages(self, pages: Iterable[Page], *, advance_ids: bool = True) -> None:
+        """Insert as-is (seed data); ids must be unique, later creates get higher ids
+        (unless ``advance_ids`` is false: for a far-off id that must not move the sequence).
+        """
         with self.lock:
             self._revision += 1
             top = 0
@@ -405,7 +407,8 @@ class Store:
                 top = max(top, page.id)
                 for text in page.labels:
                     self._label(*label_parts(text))
-            self._next_id = max(self._next_id, top + 1)
+            if advance_ids:
+                self._next_id = max(self._next_id, top + 1)
 
     def _seed(self, table: dict[int, Any], items: Iterable[Any], *, labelled: bool) -> None:
         """Insert seed items that share the content id sequence (and, maybe, labels)."""
