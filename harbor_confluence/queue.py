@@ -77,6 +77,7 @@ __all__ = [
     "TicketNotFound",
     "TicketStore",
     "default_operator",
+    "page_query",
 ]
 
 State = Literal[
@@ -398,6 +399,27 @@ class ChangeFeed(Protocol):
     def subscribe(self, ticket: str | None = None) -> Subscription: ...
 
 
+def page_query(
+    select: str, state: str | None, limit: int, after: tuple[float, str] | None, mark: str
+) -> tuple[str, list[Any]]:
+    """One page of tickets by (created_at, id), for any store (``mark``: the driver's
+    placeholder, ``?`` for SQLite, ``%s`` for PostgreSQL)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state is not None:
+        where.append(f"state = {mark}")
+        params.append(state)
+    if after is not None:
+        where.append(f"(created_at, id) > ({mark}, {mark})")
+        params.extend(after)
+    sql = select
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY created_at, id LIMIT {mark}"
+    params.append(limit)
+    return sql, params
+
+
 # -- SQLite -------------------------------------------------------------------------------
 
 _BASE_SCHEMA = """
@@ -660,19 +682,7 @@ class SqliteTicketStore:
             return _fetch(db, ticket_id)
 
     def page(self, state: str | None, limit: int, after: tuple[float, str] | None) -> list[Ticket]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if after is not None:
-            where.append("(created_at, id) > (?, ?)")
-            params.extend(after)
-        sql = _SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id LIMIT ?"
-        params.append(limit)
+        sql, params = page_query(_SELECT, state, limit, after, "?")
         with self._connect() as db:
             rows = db.execute(sql, params).fetchall()
             if not rows:

@@ -32,6 +32,7 @@ from harbor_confluence.queue import (
     Ticket,
     _encode,
     _row_to_ticket,
+    page_query,
 )
 
 from .db import Database, Subscription
@@ -168,19 +169,7 @@ class PgTicketStore:
         )
 
     def page(self, state: str | None, limit: int, after: tuple[float, str] | None) -> list[Ticket]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            where.append("state = %s")
-            params.append(state)
-        if after is not None:
-            where.append("(created_at, id) > (%s, %s)")
-            params.extend(after)
-        sql = _SELECT
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at, id LIMIT %s"
-        params.append(limit)
+        sql, params = page_query(_SELECT, state, limit, after, "%s")
 
         def read(conn: psycopg.Connection[Any]) -> list[Ticket]:
             with conn.cursor(row_factory=dict_row) as cur:
