@@ -28,7 +28,6 @@ import json
 import os
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harbor_confluence.config import atomic_write
 from harbor_confluence.errors import AuthError, ConfigError
+
+from .privatefile import PrivateJsonFile
 
 __all__ = [
     "IDENTITIES_FILE",
@@ -183,10 +184,9 @@ class IdentityStore:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / IDENTITIES_FILE
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
+        self._file = PrivateJsonFile(self.path, _File, _File(), "an identities file")
         self._by_digest: dict[str, _TokenRecord] = {}
-        self._file = _File()
+        self._indexed: _File | None = None
 
     def __repr__(self) -> str:
         return f"IdentityStore({str(self.path)!r})"
@@ -194,28 +194,12 @@ class IdentityStore:
     # -- reading ----------------------------------------------------------------------
 
     def _load(self) -> _File:
-        """The file as it is now (cached by inode, size and mtime)."""
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._seen, self._by_digest, self._file = None, {}, _File()
-            return self._file
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            if stamp != self._seen:
-                if st.st_mode & 0o077:
-                    raise ConfigError(
-                        f"{self.path} is readable by others (mode {st.st_mode & 0o777:o}); "
-                        f"run: chmod 600 {self.path}"
-                    )
-                try:
-                    data = _File.model_validate_json(self.path.read_bytes())
-                except ValueError as exc:
-                    raise ConfigError(f"{self.path} is not an identities file: {exc}") from None
-                self._file = data
-                self._by_digest = {t.sha256: t for t in data.tokens}
-                self._seen = stamp
-            return self._file
+        """The file as it is now; the token index follows it."""
+        data = self._file.load()
+        if data is not self._indexed:
+            self._by_digest = {t.sha256: t for t in data.tokens}
+            self._indexed = data
+        return data
 
     def authenticate(self, token: str | None) -> Identity:
         """The identity a bearer token stands for; AuthError (never echoing it) if none."""
@@ -270,7 +254,7 @@ class IdentityStore:
         fd = os.open(self.path.with_name(".identities.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._seen = None
+            self._file.invalidate()
             yield self._load()
         finally:
             os.close(fd)
@@ -278,7 +262,7 @@ class IdentityStore:
     def _save(self, data: _File) -> None:
         text = json.dumps(data.model_dump(mode="json"), indent=2) + "\n"
         atomic_write(self.path, text.encode())
-        self._seen = None
+        self._file.invalidate()
 
     def add(
         self,

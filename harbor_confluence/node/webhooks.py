@@ -52,6 +52,8 @@ from pydantic import BaseModel, ConfigDict
 from harbor_confluence.config import atomic_write
 from harbor_confluence.errors import ConfigError
 
+from .privatefile import PrivateJsonFile
+
 if TYPE_CHECKING:
     from harbor_confluence.audit import AuditLog
 
@@ -225,34 +227,14 @@ class WebhookStore:
 
     def __init__(self, home: Path) -> None:
         self.path = Path(home) / WEBHOOKS_FILE
-        self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None
-        self._file = _File()
+        self._file = PrivateJsonFile(self.path, _File, _File(), "a webhooks file")
 
     def __repr__(self) -> str:
         return f"WebhookStore({str(self.path)!r})"
 
     def hooks(self) -> tuple[Webhook, ...]:
         """The webhooks as the file says now (one ``stat`` while it is unchanged)."""
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._seen, self._file = None, _File()
-            return ()
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            if stamp != self._seen:
-                if st.st_mode & 0o077:
-                    raise ConfigError(
-                        f"{self.path} is readable by others (mode {st.st_mode & 0o777:o}); "
-                        f"run: chmod 600 {self.path}"
-                    )
-                try:
-                    self._file = _File.model_validate_json(self.path.read_bytes())
-                except ValueError as exc:
-                    raise ConfigError(f"{self.path} is not a webhooks file: {exc}") from None
-                self._seen = stamp
-            return self._file.hooks
+        return self._file.load().hooks
 
     def get(self, hook_id: str) -> Webhook | None:
         return next((h for h in self.hooks() if h.id == hook_id), None)
@@ -266,7 +248,7 @@ class WebhookStore:
         fd = os.open(self.path.with_name(".webhooks.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._seen = None
+            self._file.invalidate()
             yield self.hooks()
         finally:
             os.close(fd)
@@ -274,7 +256,7 @@ class WebhookStore:
     def _save(self, hooks: tuple[Webhook, ...]) -> None:
         text = json.dumps(_File(hooks=hooks).model_dump(mode="json"), indent=2) + "\n"
         atomic_write(self.path, text.encode())
-        self._seen = None
+        self._file.invalidate()
 
     def add(
         self, url: str, events: Sequence[str] | None = None, *, link_base: str | None = None
