@@ -302,6 +302,9 @@ class _NullAudit:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         return {}
 
+    def flush(self) -> None:
+        """Nothing is queued."""
+
 
 def make_unaudited_port(base_url: str, **kwargs: Any) -> Any | None:
     """A diagnostic port whose audit append does nothing, to show what the rest costs.

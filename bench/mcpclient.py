@@ -7,6 +7,9 @@ Used for mcp-atlassian (a console script in its own venv, see ``bench/run.sh``) 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -60,6 +63,16 @@ def harbor_mcp_spec(command: str, url: str, home: Path) -> ServerSpec:
             "CONFLUENCE_API_TOKEN": API_TOKEN,
         },
     )
+
+
+def harbor_cli() -> str | None:
+    """This interpreter's ``harbor-confluence`` script when it has the ``mcp`` command."""
+    script = Path(sys.executable).with_name("harbor-confluence")
+    command = str(script) if script.exists() else shutil.which("harbor-confluence")
+    if command is None:
+        return None
+    proc = subprocess.run([command, "mcp", "--help"], capture_output=True, check=False, timeout=120)
+    return command if proc.returncode == 0 else None
 
 
 def tools_bytes(tools: list[Any]) -> int:

@@ -27,7 +27,7 @@ def _header(title: str) -> str:
     return f"# {title}\n# {sys.executable} (Python {sys.version.split()[0]})\n\n"
 
 
-def profile_sync(fn: Callable[[], None], path: Path, title: str) -> str | None:
+def profile_sync(fn: Callable[[], object], path: Path, title: str) -> str | None:
     """Run ``fn`` under pyinstrument (0.1 ms sampling) and save the call tree as text."""
     try:
         from pyinstrument import Profiler

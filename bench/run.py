@@ -36,6 +36,7 @@ SCENARIOS = (
     "s7_queue",
     "s8_hostile",
     "s9_editing",
+    "s10_looplag",
 )
 
 

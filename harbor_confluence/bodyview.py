@@ -19,7 +19,11 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from .editing.truncation import truncate
 from .manifest import BODY_FORMAT, BODY_LIMIT, BODY_OFFSET, MARKDOWN, Action
+from .summary import parse_answer
 from .updates import Composition
 
 if TYPE_CHECKING:
@@ -67,10 +71,9 @@ def present(action: Action, local: dict[str, Any], answer: Any, summary: Any) ->
     UTF-8, in that format) and, when the piece is not the whole body, ``bodyOffset`` and
     ``bodyNextOffset`` (where the next piece starts; absent at the end).  ``answer`` is the
     response (its JSON is parsed again only to tell a body's format when the request did
-    not say it, as for a request run from a held ticket).
+    not say it, as for a request run from a held ticket).  Pure: ``summary`` is not
+    changed; a new summary is returned (or ``summary`` itself when there is no body).
     """
-    from .editing import truncate
-
     spec = action.body_view
     if spec is None or not isinstance(summary, dict):
         return summary
@@ -102,9 +105,13 @@ def present(action: Action, local: dict[str, Any], answer: Any, summary: Any) ->
 
 
 def _representation(answer: Any) -> str | None:
+    """The representation the answer's body holds (only its keys are read)."""
     try:
-        data = answer.json() if hasattr(answer, "json") else answer
-    except ValueError:
+        if isinstance(answer, httpx.Response):
+            data = parse_answer(answer.content)
+        else:
+            data = answer.json() if hasattr(answer, "json") else answer
+    except ValueError:  # orjson's and json's decode errors, UnicodeDecodeError
         return None
     body = data.get("body") if isinstance(data, dict) else None
     if isinstance(body, dict):

@@ -338,28 +338,24 @@ class Credential(httpx.Auth):
             return
         await request.aread()
         seen = session.generation
-        if session.dead or session.needs_refresh():
-            async with session.async_lock():
-                steps = self._refresh(session, seen, request)
-                outgoing = _first(steps)
-                while outgoing is not None:
-                    answer = yield outgoing
-                    await answer.aread()
-                    outgoing = _next(steps, answer)
-        seen = session.generation
-        request.headers["Authorization"] = f"Bearer {session.access_token}"
-        response = yield request
-        if not _should_refresh(response):
-            return
-        async with session.async_lock():
-            steps = self._refresh(session, seen, request)
-            outgoing = _first(steps)
-            while outgoing is not None:
-                answer = yield outgoing
-                await answer.aread()
-                outgoing = _next(steps, answer)
-        request.headers["Authorization"] = f"Bearer {session.access_token}"
-        yield request
+        refresh = session.dead or session.needs_refresh()
+        # Up to two sends: a stale token is refreshed first; a 401 a new token could fix
+        # refreshes once more and sends again.
+        for again in (False, True):
+            if refresh:
+                async with session.async_lock():
+                    steps = self._refresh(session, seen, request)
+                    outgoing = _first(steps)
+                    while outgoing is not None:
+                        answer = yield outgoing
+                        await answer.aread()
+                        outgoing = _next(steps, answer)
+                seen = session.generation
+            request.headers["Authorization"] = f"Bearer {session.access_token}"
+            response = yield request
+            refresh = _should_refresh(response)
+            if again or not refresh:
+                return
 
     @staticmethod
     def _refresh(session: _OAuthSession, seen: int, like: httpx.Request) -> RefreshSteps:

@@ -7,18 +7,22 @@ but it has no method that returns a credential or the local configuration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from . import bodyview, edits, transforms
+from . import edits, transforms
 from .audit import AuditLog
 from .auth import Connection
 from .config import LocalConfig, state_dir
 from .credentials import Credential
 from .errors import ConfigError, HarborError, PolicyDenied, ReadFailed
+from .flow import Block, Flow, Send, adrive, drive
 from .manifest import Action, Manifest, load_manifest
 from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination, paging_mode
 from .paths import default_manifest_path, default_policy_path, live_port_paths
@@ -41,8 +45,11 @@ from .transport import (
     bound_by_deadline,
     send,
 )
-from .updates import ReadOutcome, ReadPlan, conflict_error, page_diff_summary
+from .updates import ReadOutcome, ReadPlan, conflict_error
 from .validation import InputValidator
+
+T = TypeVar("T")
+ASYNC_CONNECTIONS = 64  # the async client's pool, and how many sends may wait in it
 
 __all__ = [
     "ActionInfo",
@@ -82,12 +89,15 @@ class ActionInfo:
 
 
 class _Compiled:
-    __slots__ = ("action", "builder", "summarizer", "validator")
+    """One action, compiled once: its validator, request builder, transform, summarizer."""
+
+    __slots__ = ("action", "builder", "summarizer", "transform", "validator")
 
     def __init__(self, action: Action) -> None:
         self.action = action
         self.validator = InputValidator(action)
         self.builder = RequestBuilder(action)
+        self.transform = transforms.transform_for(action)
         self.summarizer = Summarizer(action)
 
 
@@ -99,6 +109,10 @@ class Port(HttpClients):
     every byte of its answer, and ``max_response_bytes`` of answer after decompression.
     Going past either limit ends the call as an upstream error (a ``Result`` with
     ``error.type`` ``deadline`` or ``too_large``; an approved write then ends ``unknown``).
+
+    An auto-sent read's audit record is written by the log's flusher thread within a few
+    milliseconds (``defer_read_audit``; at the latest by :meth:`close` or exit), so a read
+    never waits on the file; every write's record is on disk before the write is sent.
     """
 
     def __init__(
@@ -118,6 +132,7 @@ class Port(HttpClients):
         deadline: float = DEFAULT_DEADLINE,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        defer_read_audit: bool = True,
     ) -> None:
         self.manifest = manifest
         self.policy = policy
@@ -139,8 +154,12 @@ class Port(HttpClients):
         self._limits = Limits(max_response_bytes=max_response_bytes, deadline=deadline)
         self._transport = transport
         self._async_transport = async_transport
+        self._defer_read_audit = defer_read_audit
         self._compiled: dict[str, _Compiled] = {}
         self._target: Target | None = None
+        self._bound: Credential | None = None
+        self._send_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._send_slots = weakref.WeakKeyDictionary()
         self._queue: ReviewQueue | None = None
         self._audit: AuditLog | None = None
 
@@ -225,6 +244,8 @@ class Port(HttpClients):
         }
 
     # -- the pipeline ---------------------------------------------------------------
+    # Written once, as flows (flow.py): generators that yield the sends and the blocking
+    # work they need.  ``call`` drives a flow on this thread, ``acall`` on the event loop.
 
     def _compiled_for(self, name: str) -> _Compiled:
         c = self._compiled.get(name)
@@ -238,6 +259,41 @@ class Port(HttpClients):
             self._target = self._connection.target(self.client, self.manifest.port.base_url)
         return self._target
 
+    def _target_flow(self) -> Flow[Target]:
+        """The target; finding it may read the config and discover the site (blocking)."""
+        if self._target is not None:
+            return self._target
+        target: Target = yield Block(self.target)
+        return target
+
+    def _drive(self, flow: Flow[T]) -> T:
+        return drive(flow, self._send)
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        # At most ASYNC_CONNECTIONS calls run at once; the others wait here, before any
+        # work.  A thousand calls started together would otherwise each validate and
+        # build in the loop's first turn (a burst no timer can interrupt), and then queue
+        # inside httpcore's pool, which matches every waiting request against every
+        # connection on each change: both stall the event loop.  Waiting here is cheap.
+        async with self._slots():
+            if self._bound is None:  # the first send reads the hidden store: not on the loop
+                with contextlib.suppress(HarborError):  # no credential: holding needs none
+                    await asyncio.to_thread(self._auth)
+            return await adrive(flow, self._asend)
+
+    def _send(self, prepared: PreparedRequest) -> httpx.Response | SendFailure:
+        return send(self.client, prepared, self._auth(), self._retry, self._limits)
+
+    async def _asend(self, prepared: PreparedRequest) -> httpx.Response | SendFailure:
+        return await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
+
+    def _slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._send_slots.get(loop)
+        if slots is None:
+            slots = self._send_slots[loop] = asyncio.Semaphore(ASYNC_CONNECTIONS)
+        return slots
+
     def prepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
         """Validate, build and decide, without sending the request itself.
 
@@ -246,38 +302,32 @@ class Port(HttpClients):
         policy like any call and must be ``auto``.  The policy then decides over the
         request as it will be sent (``{path, query, body}`` after the runner's part).
         """
-        compiled, clean, plan, denied = self._plan(name, data)
-        if denied is not None:
-            return self._unbuilt(compiled, clean, denied)
-        read = self._pre_read(name, plan) if plan is not None else None
-        return self._compose(compiled, clean, read)
+        return self._drive(self._prepare_flow(name, data))
 
     async def aprepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
-        """Async twin of :meth:`prepare` (its read does not block the event loop)."""
-        compiled, clean, plan, denied = self._plan(name, data)
-        if denied is not None:
-            return self._unbuilt(compiled, clean, denied)
-        read = await self._apre_read(name, plan) if plan is not None else None
-        if _converts_bodies(compiled.action):  # Markdown and edits of big pages take CPU time
-            return await asyncio.to_thread(self._compose, compiled, clean, read)
-        return self._compose(compiled, clean, read)
+        """:meth:`prepare` on the event loop (its read and conversions do not block it)."""
+        return await self._adrive(self._prepare_flow(name, data))
 
-    def _plan(
-        self, name: str, data: Any
-    ) -> tuple[_Compiled, dict[str, Any], ReadPlan | None, Decision | None]:
-        """Validate; the read the request needs; or the deny that makes reading pointless."""
+    def _prepare_flow(self, name: str, data: Any) -> Flow[tuple[PreparedRequest, Decision]]:
         compiled = self._compiled_for(name)
         clean = compiled.validator.validate(data)
-        edits.check_before_read(compiled.action, clean)  # a cut copy is never written back
-        plan = transforms.read_plan(compiled.action, clean)
+        action = compiled.action
+        edits.check_before_read(action, clean)  # a cut copy is never written back
+        plan = compiled.transform.read_plan(action, clean)
+        target = yield from self._target_flow()
         if plan is not None:
-            static, conditional = self.policy.static_decision(compiled.action)
-            if static.outcome == "deny" and not conditional:
-                return compiled, clean, None, static
-            too_big = self._size_precheck(compiled.action, clean)
-            if too_big is not None:
-                return compiled, clean, None, too_big
-        return compiled, clean, plan, None
+            static, conditional = self.policy.static_decision(action)
+            denied = static if static.outcome == "deny" and not conditional else None
+            denied = denied or self._size_precheck(action, clean)
+            if denied is not None:  # no read for a request that cannot be sent
+                return self._unbuilt(compiled, target, clean, denied)
+        read = (yield from self._read_flow(name, plan)) if plan is not None else ReadOutcome()
+        if compiled.transform.heavy_compose(action, clean):  # whole bodies take CPU time
+            built: tuple[PreparedRequest, Decision] = yield Block(
+                self._compose, (compiled, target, clean, read)
+            )
+            return built
+        return self._compose(compiled, target, clean, read)
 
     def _size_precheck(self, action: Action, clean: dict[str, Any]) -> Decision | None:
         """A body already over a size cap is denied before the read it would need.
@@ -292,20 +342,21 @@ class Port(HttpClients):
         kept = {k: v for k, v in body.items() if k not in ("expected_version", "version_message")}
         return self.policy.size_precheck(action, len(canonical_json(kept)))
 
+    @staticmethod
     def _unbuilt(
-        self, compiled: _Compiled, clean: dict[str, Any], denied: Decision
+        compiled: _Compiled, target: Target, clean: dict[str, Any], denied: Decision
     ) -> tuple[PreparedRequest, Decision]:
         """A request the policy denies whatever its input: no read, only its route."""
         skeleton = {"path": clean.get("path", {}), "query": clean.get("query", {})}
-        prepared = compiled.builder.build(self.target(), skeleton)
+        prepared = compiled.builder.build(target, skeleton)
         note = {"note": "not built: the policy denies this action whatever the input"}
         return replace(prepared, review=note), denied
 
     def _compose(
-        self, compiled: _Compiled, clean: dict[str, Any], read: ReadOutcome | None
+        self, compiled: _Compiled, target: Target, clean: dict[str, Any], read: ReadOutcome
     ) -> tuple[PreparedRequest, Decision]:
-        composed = transforms.compose(compiled.action, clean, read)
-        prepared = compiled.builder.build(self.target(), composed.request)
+        composed = compiled.transform.compose(compiled.action, clean, read)
+        prepared = compiled.builder.build(target, composed.request)
         if composed.review or composed.local:
             prepared = replace(
                 prepared, review={**prepared.review, **composed.review}, local=composed.local
@@ -315,49 +366,26 @@ class Port(HttpClients):
 
     # -- reads the runner makes for itself ------------------------------------------------
 
-    def _read_request(self, caller: str, name: str, data: dict[str, Any]) -> PreparedRequest:
-        """A GET the runner needs: validated, built and decided like any call; must be auto."""
-        compiled = self._compiled_for(name)
-        if not compiled.action.is_read:  # pragma: no cover - the manifest loader refuses it
-            raise ConfigError(f"{caller!r} reads with {name!r}, which is not a GET action")
-        clean = transforms.sent_input(compiled.action, compiled.validator.validate(data))
-        prepared = compiled.builder.build(self.target(), clean)
-        decision = self.policy.decide(compiled.action, clean, None)
-        if decision.outcome != "auto":
-            raise PolicyDenied(
-                name,
-                decision.rule,
-                f"{caller!r} needs this read first and the policy does not allow it "
-                f"automatically ({decision.outcome})",
-            )
-        return prepared
-
-    @staticmethod
-    def _read_json(caller: str, name: str, response: httpx.Response | SendFailure) -> Any:
-        if isinstance(response, SendFailure):
-            raise ReadFailed(caller, name, response.message)
-        if response.status_code != 200:
-            raise ReadFailed(caller, name, upstream_message(response), response.status_code)
+    def _read_flow(self, caller: str, plan: ReadPlan) -> Flow[ReadOutcome]:
+        """A GET the runner needs: validated, built and decided like any call; must be
+        ``auto``.  An optional read that fails or is not allowed says why instead."""
         try:
-            return response.json()
-        except ValueError:
-            raise ReadFailed(caller, name, "the answer is not JSON", 200) from None
-
-    def _pre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
-        try:
-            prepared = self._read_request(caller, plan.action, plan.input)
-            response = send(self.client, prepared, self._auth(), self._retry, self._limits)
-            return ReadOutcome(self._read_json(caller, plan.action, response))
-        except (PolicyDenied, ReadFailed) as exc:
-            if plan.required:
-                raise
-            return ReadOutcome(problem=str(exc), failed=isinstance(exc, ReadFailed))
-
-    async def _apre_read(self, caller: str, plan: ReadPlan) -> ReadOutcome:
-        try:
-            prepared = self._read_request(caller, plan.action, plan.input)
-            response = await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
-            return ReadOutcome(self._read_json(caller, plan.action, response))
+            compiled = self._compiled_for(plan.action)
+            if not compiled.action.is_read:  # pragma: no cover - the loader refuses it
+                raise ConfigError(f"{caller!r} reads with {plan.action!r}, not a GET action")
+            clean = transforms.sent_input(compiled.action, compiled.validator.validate(plan.input))
+            target = yield from self._target_flow()
+            prepared = compiled.builder.build(target, clean)
+            decision = self.policy.decide(compiled.action, clean, None)
+            if decision.outcome != "auto":
+                raise PolicyDenied(
+                    plan.action,
+                    decision.rule,
+                    f"{caller!r} needs this read first and the policy does not allow it "
+                    f"automatically ({decision.outcome})",
+                )
+            response = yield Send(prepared)
+            return ReadOutcome(_read_json(caller, plan.action, response))
         except (PolicyDenied, ReadFailed) as exc:
             if plan.required:
                 raise
@@ -365,45 +393,28 @@ class Port(HttpClients):
 
     # -- after the answer -----------------------------------------------------------------
 
-    def _conflict_read(self, action: Action, url: str) -> ReadPlan | None:
-        """After a 409 on a versioned write: read the resource to say who changed it."""
-        if action.update is None:
-            return None
-        values = self._compiled_for(action.name).builder.path_values(url, self.target())
-        if values is None:
-            return None
-        return ReadPlan(action.update.read, {"path": values}, required=False)
-
-    def _finish(
+    def _finish_flow(
         self, compiled: _Compiled, prepared: PreparedRequest, response: httpx.Response | SendFailure
-    ) -> Result:
-        """Summarise; a conflict learns the current version and its author, a diff its text."""
-        result = compiled.summarizer.result(response)
+    ) -> Flow[Result]:
+        """Summarise; a conflict learns the current version and its author; the
+        transform adds what the summary alone cannot say (a diff, a body, a task's end)."""
+        result = compiled.transform.summarize(compiled.summarizer, prepared, response)
+        action = compiled.action
+        if result.ok and not isinstance(response, SendFailure):
+            return (yield from compiled.transform.finish(
+                self._read_flow, action, prepared, response, result
+            ))  # fmt: skip
         error = result.error or {}
-        if error.get("type") == "conflict":
-            plan = self._conflict_read(compiled.action, prepared.url)
-            if plan is not None:
-                current = self._pre_read(compiled.action.name, plan).data
-                result.error = conflict_error(
-                    error, compiled.action.update, error.get("sent_version"), current
-                )
-        return _with_body(compiled.action, prepared, response, result)
-
-    async def _afinish(
-        self, compiled: _Compiled, prepared: PreparedRequest, response: httpx.Response | SendFailure
-    ) -> Result:
-        result = compiled.summarizer.result(response)
-        error = result.error or {}
-        if error.get("type") == "conflict":
-            plan = self._conflict_read(compiled.action, prepared.url)
-            if plan is not None:
-                current = (await self._apre_read(compiled.action.name, plan)).data
-                result.error = conflict_error(
-                    error, compiled.action.update, error.get("sent_version"), current
-                )
-        if compiled.action.body_view is not None and result.ok:
-            return await asyncio.to_thread(_with_body, compiled.action, prepared, response, result)
-        return _with_body(compiled.action, prepared, response, result)
+        if error.get("type") != "conflict":
+            return result
+        target = yield from self._target_flow()
+        values = compiled.builder.path_values(prepared.url, target)
+        plan = compiled.transform.conflict_read(action, values) if values is not None else None
+        if plan is None:
+            return result
+        current = (yield from self._read_flow(action.name, plan)).data
+        error = conflict_error(error, action.update, error.get("sent_version"), current)
+        return replace(result, error=error)
 
     def paginate(
         self,
@@ -418,6 +429,7 @@ class Port(HttpClients):
 
         Stops at ``max_items`` items or ``max_requests`` requests (hard limits 10,000 and
         200); afterwards ``.report`` says whether the walk was complete or stopped at a cap.
+        The same object iterates with ``async for``, each page an :meth:`acall`.
         """
         return Pagination(
             lambda action, page: self.call(action, page, requester=requester),
@@ -425,44 +437,62 @@ class Port(HttpClients):
             data,
             max_items=max_items,
             max_requests=max_requests,
+            acall=lambda action, page: self.acall(action, page, requester=requester),
         )
 
-    def _gate(
-        self,
-        name: str,
-        data: Any,
-        requester: str | None,
-        ready: tuple[PreparedRequest, Decision] | None = None,
-    ) -> tuple[_Compiled, PreparedRequest, Decision] | Result:
-        """Deny (audited), hold (queued and audited) or pass the request on to be sent.
+    apaginate = paginate  # ``async for item in port.apaginate(...)``: the same walk
 
-        ``ready`` is what :meth:`aprepare` already produced (its read did not block).
-        """
-        prepared, decision = ready or self.prepare(name, data)
+    def _call_flow(self, name: str, data: Any, requester: str | None) -> Flow[Result]:
+        """Deny (audited), hold (queued and audited) or send; then summarise and audit."""
+        prepared, decision = yield from self._prepare_flow(name, data)
         who = requester or self.requester
         if decision.outcome == "deny":
-            self.audit.append(
-                "denied", action=name, rule=decision.rule, reason=decision.reason,
-                fingerprint=prepared.fingerprint, requester=who,
-            )  # fmt: skip
+            yield Block(self._audit_denied, (name, prepared, decision, who))
             raise PolicyDenied(name, decision.rule, decision.reason)
         if decision.outcome == "require_approval":
-            ticket = self.queue.hold(
-                prepared,
-                port=self.manifest.port.name,
-                manifest_version=self.manifest.manifest_version,
-                rule=decision.rule,
-                requester=who,
-                ttl_seconds=decision.ttl_seconds,
-                approvers=decision.approvers,
-                forbid_self_approval=decision.forbid_self_approval,
-            )
+            ticket = yield Block(self._hold, (prepared, decision, who))
             return _held(ticket)
-        return self._compiled_for(name), prepared, decision
+        write = prepared.method != "GET"
+        if write:  # a write's intent is on disk before the write leaves
+            yield Block(self._audit_intent, (prepared, decision, who))
+        response = yield Send(prepared)
+        result = yield from self._finish_flow(self._compiled_for(name), prepared, response)
+        if write:  # fsynced: run where it cannot stall an event loop
+            audited: Result = yield Block(self._audit_sent, (prepared, decision, result, who))
+            return audited
+        return self._audit_sent(prepared, decision, result, who)  # a read: queued, no fsync
+
+    def _audit_denied(
+        self, name: str, prepared: PreparedRequest, decision: Decision, who: str
+    ) -> None:
+        self.audit.append(
+            "denied", action=name, rule=decision.rule, reason=decision.reason,
+            fingerprint=prepared.fingerprint, requester=who,
+        )  # fmt: skip
+
+    def _hold(self, prepared: PreparedRequest, decision: Decision, who: str) -> Ticket:
+        return self.queue.hold(
+            prepared,
+            port=self.manifest.port.name,
+            manifest_version=self.manifest.manifest_version,
+            rule=decision.rule,
+            requester=who,
+            ttl_seconds=decision.ttl_seconds,
+            approvers=decision.approvers,
+            forbid_self_approval=decision.forbid_self_approval,
+        )
+
+    def _audit_intent(self, prepared: PreparedRequest, decision: Decision, who: str) -> None:
+        """Before an auto write is sent: its record, fsynced (a crash after the send
+        cannot leave a write the log never saw)."""
+        self.audit.append(
+            "auto-sending", action=prepared.action, rule=decision.rule,
+            fingerprint=prepared.fingerprint, method=prepared.method, requester=who,
+        )  # fmt: skip
 
     def _audit_sent(
         self, prepared: PreparedRequest, decision: Decision, result: Result, requester: str
-    ) -> None:
+    ) -> Result:
         """Record an auto-sent call.  The request already left: a failing log must not
         hide its answer (the agent could retry a write), so the failure rides on the result.
         """
@@ -473,33 +503,20 @@ class Port(HttpClients):
                 status=result.status, ok=result.ok, requester=requester,
             )  # fmt: skip
         except (OSError, ValueError, HarborError) as exc:
-            result.extra["audit_error"] = f"the audit record was not written: {exc}"
+            return replace(
+                result,
+                extra={**result.extra, "audit_error": f"the audit record was not written: {exc}"},
+            )
+        return result
 
     def call(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
         """Run one action.  Raises InputError, PolicyDenied or ConfigError before sending."""
-        gated = self._gate(name, data, requester)
-        if isinstance(gated, Result):
-            return gated
-        compiled, prepared, decision = gated
-        response = send(self.client, prepared, self._auth(), self._retry, self._limits)
-        result = self._finish(compiled, prepared, response)
-        self._audit_sent(prepared, decision, result, requester or self.requester)
-        return result
+        return self._drive(self._call_flow(name, data, requester))
 
     async def acall(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
-        """Async twin of :meth:`call`."""
-        gated = self._gate(name, data, requester, await self.aprepare(name, data))
-        if isinstance(gated, Result):
-            return gated
-        compiled, prepared, decision = gated
-        response = await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
-        result = await self._afinish(compiled, prepared, response)
-        who = requester or self.requester
-        if prepared.method == "GET":  # not fsynced: cheap enough to write inline
-            self._audit_sent(prepared, decision, result, who)
-        else:
-            await asyncio.to_thread(self._audit_sent, prepared, decision, result, who)
-        return result
+        """:meth:`call` on the event loop: sends are awaited; the queue, the audit log's
+        fsyncs and whole-body conversions run in worker threads."""
+        return await self._adrive(self._call_flow(name, data, requester))
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """A held request, as the operator sees it (never with a credential)."""
@@ -566,9 +583,16 @@ class Port(HttpClients):
         Refuses (QueueRefused, nothing sent) unless the ticket is approved, unexpired and
         its stored request is still the one every approval was bound to.
         """
+        return self._drive(self._execute_flow(ticket_id, operator))
+
+    async def aexecute(self, ticket_id: str, *, operator: str | None = None) -> Ticket:
+        """:meth:`execute` on the event loop (the queue's claim and finish in threads)."""
+        return await self._adrive(self._execute_flow(ticket_id, operator))
+
+    def _execute_flow(self, ticket_id: str, operator: str | None) -> Flow[Ticket]:
         who = operator or default_operator()
-        target = self.target()
-        auth = self._auth()  # resolved before the claim: nothing may fail between claim and send
+        target = yield from self._target_flow()
+        yield Block(self._auth)  # resolved before the claim: nothing may fail between them
 
         def vet(t: Ticket) -> str | None:
             problem = vet_stored_request(t, self.manifest, target)
@@ -576,31 +600,45 @@ class Port(HttpClients):
                 self._compiled_for(t.action)
             return problem
 
-        ticket = self.queue.claim(
-            ticket_id, who, lease_seconds=lease_seconds(self._limits), vet=vet
+        lease = lease_seconds(self._limits)
+        ticket: Ticket = yield Block(
+            functools.partial(self.queue.claim, ticket_id, who, vet=vet, lease_seconds=lease)
         )
         compiled = self._compiled_for(ticket.action)
         prepared = ticket.prepared()
         try:
-            response = send(self.client, prepared, auth, self._retry, self._limits)
+            response = yield Send(prepared)
         except BaseException as exc:
-            self.queue.finish(ticket, "unknown", {
+            yield Block(self.queue.finish, (ticket, "unknown", {
                 "ok": False, "action": ticket.action, "ticket": ticket.id, "state": "unknown",
                 "error": {"type": "interrupted", "message": f"{type(exc).__name__} while sending"},
-            })  # fmt: skip
+            }))  # fmt: skip
             raise
         state = outcome_of(response)
         status = None if isinstance(response, SendFailure) else response.status_code
         try:
-            summary = self._finish(compiled, prepared, response).to_dict()
+            summary = (yield from self._finish_flow(compiled, prepared, response)).to_dict()
         except Exception as exc:  # the answer is known even if it cannot be summarised
             summary = {"ok": state == "succeeded", "action": ticket.action, "status": status,
                        "error": {"type": "summary", "message": str(exc)}}  # fmt: skip
-        return self.queue.finish(
-            ticket, state, stored_result(response, summary, state, ticket.id), status=status
+        stored = stored_result(response, summary, state, ticket.id)
+        finished: Ticket = yield Block(
+            functools.partial(self.queue.finish, ticket, state, stored, status=status)
         )
+        return finished
 
     # -- resources --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP clients; every audit record queued so far is written first."""
+        if self._audit is not None:
+            self._audit.flush()
+        super().close()
+
+    async def aclose(self) -> None:
+        if self._audit is not None:
+            await asyncio.to_thread(self._audit.flush)
+        await super().aclose()
 
     @property
     def home(self) -> Path:
@@ -616,14 +654,13 @@ class Port(HttpClients):
     def audit(self) -> AuditLog:
         """The hash-chained log of every decision (``audit.jsonl`` in the state dir)."""
         if self._audit is None:
-            self._audit = AuditLog.for_home(self._home)
+            self._audit = AuditLog.for_home(self._home, defer_reads=self._defer_read_audit)
         return self._audit
 
     def _auth(self) -> Credential | None:
-        credential = self._connection.credential()
-        if credential is None:
-            return None
-        return credential.bind(self.target().origin)
+        if self._bound is None:
+            self._bound = self._connection.credential().bind(self.target().origin)
+        return self._bound
 
     def _new_client(self) -> httpx.Client:
         client = httpx.Client(
@@ -636,37 +673,21 @@ class Port(HttpClients):
             timeout=self._timeout,
             follow_redirects=False,
             transport=self._async_transport,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            limits=httpx.Limits(
+                max_connections=ASYNC_CONNECTIONS, max_keepalive_connections=ASYNC_CONNECTIONS
+            ),
         )
 
 
-def _converts_bodies(action: Action) -> bool:
-    """Whether composing this action's request may convert or edit a whole body."""
-    return action.markdown_body is not None or action.transform == "page-edit"
-
-
-def _with_body(
-    action: Action,
-    prepared: PreparedRequest,
-    response: httpx.Response | SendFailure,
-    result: Result,
-) -> Result:
-    """What the summary alone cannot say: get-page-diff's diff (the answer is the newer
-    version; the older one was read in prepare), a bodyView's piece of the body."""
-    if not result.ok or isinstance(response, SendFailure):
-        return result
-    if action.body_view is not None:
-        result.summary = bodyview.present(action, prepared.local, response, result.summary)
-        return result
-    if action.transform != "page-diff":
-        return result
+def _read_json(caller: str, name: str, response: httpx.Response | SendFailure) -> Any:
+    if isinstance(response, SendFailure):
+        raise ReadFailed(caller, name, response.message)
+    if response.status_code != 200:
+        raise ReadFailed(caller, name, upstream_message(response), response.status_code)
     try:
-        data = response.json()
+        return response.json()
     except ValueError:
-        return result
-    diff = page_diff_summary(prepared.local, data, action.summary.max_chars)
-    result.summary = {**(result.summary or {}), **diff}
-    return result
+        raise ReadFailed(caller, name, "the answer is not JSON", 200) from None
 
 
 def _held(ticket: Ticket) -> Result:

@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -29,10 +30,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from uritemplate import URITemplate
 
 from .documents import find_credentials, load_document
 from .errors import ManifestError
+from .route import Route, check_route, compile_route
 from .validation import PatternError, check_schema, pattern_search
 
 __all__ = [
@@ -63,7 +64,10 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 PolicyDecision = Literal["auto", "require_approval", "deny"]
 RequestBodyMode = Literal["none", "json", "multipart"]
 # Named, code-defined input transforms (see transforms.py); no general templating.
-TransformName = Literal["cql-search", "page-diff", "label-list", "page-edit"]
+TransformName = Literal[
+    "cql-search", "page-diff", "label-list", "page-edit", "space-key", "page-from-template",
+    "space-tree", "user-search", "task-poll", "attachment-download",
+]  # fmt: skip
 # Runner-side parts of a content body (bodyView, markdownBody): never sent as such.
 BODY_FORMAT = "body-format"
 BODY_OFFSET = "body-offset"  # where the piece of the body handed out starts (characters)
@@ -78,16 +82,13 @@ SemVer = Annotated[
     str,
     StringConstraints(pattern=r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$"),
 ]
-_VAR = re.compile(r"\{([^}]*)\}")
-_SEGMENT_VAR = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
-_LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
 _SAFE_METHODS = frozenset({"GET"})
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 
 
 # -- the admin-route deny-list: one place, used by the loader, catalog import and speccheck --
 
-# Matched against the route with every {variable} replaced by "{}", lower-cased.  Any
+# Matched against the route's shape (every {variable} as "{}", see route.py), lower-cased.  Any
 # method: reading a permission table is as much an admin surface as writing one.
 ADMIN_SURFACES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(rx))
@@ -100,7 +101,7 @@ ADMIN_SURFACES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("redaction", r"/redact(/|$)"),
         ("data security policies", r"/data-policies(/|$)"),
         ("user management", r"^/wiki/api/v2/user/access(/|$)"),
-        ("user management", r"^/wiki/rest/api/user/(email|bulk/migration|watch)(/|$)"),
+        ("user management", r"^/wiki/rest/api/user/(email|bulk/migration)(/|$)"),
         ("group management", r"^/wiki/rest/api/group(/|$)"),
         ("audit log administration", r"^/wiki/rest/api/audit(/|$)"),
         ("site settings and themes", r"^/wiki/rest/api/settings(/|$)"),
@@ -108,6 +109,9 @@ ADMIN_SURFACES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("app administration", r"/app/properties(/|$)"),
     )
 )
+# Watches are the caller's own: a watch action may not name another user.
+_WATCH_ROUTES = "/wiki/rest/api/user/watch/"
+_OTHER_USER = frozenset({"accountId", "key", "username"})
 # What a letter-capable route variable could be made to say in a position that names a
 # resource (right after the API root or after another variable): the deny-list's words,
 # and the API's own structural segments.
@@ -138,7 +142,7 @@ def _refusal(method: str, route: str, label: str, via: str = "") -> str:
 
 
 def admin_route_problem(
-    method: str, route: str, path_schema: dict[str, Any] | None = None
+    method: str, route: str | Route, path_schema: dict[str, Any] | None = None
 ) -> str | None:
     """Why ``method route`` is (or can be made into) an admin or permission route, or None.
 
@@ -148,24 +152,26 @@ def admin_route_problem(
     with each of its values, and a variable that can carry letters where it would name a
     resource (after the API root or after another variable) with each deny-listed word it
     accepts, so ``/wiki/rest/api/space/{key}/{what}`` cannot reach ``.../permission``.
+    ``route`` is a route string or an action's compiled route.
     """
-    shape = re.sub(r"\{[^}]*\}", "{}", route)
-    label = _surface(shape)
+    compiled = route if isinstance(route, Route) else compile_route(route)
+    route = compiled.template
+    label = _surface(compiled.shape)
     if label:
         return _refusal(method, route, label)
     if not path_schema:
         return None
-    segments = route.split("/")
+    segments = compiled.segments
     options: list[tuple[str, ...]] = []
     variables: dict[int, str] = {}
-    for i, segment in enumerate(segments):
-        if not (segment.startswith("{") and segment.endswith("}")):
+    for i, (segment, name) in enumerate(segments):
+        if name is None:
             options.append((segment,))
             continue
-        variables[i] = segment[1:-1]
-        prop = (path_schema.get("properties") or {}).get(segment[1:-1])
-        prev = segments[i - 1] if i > 0 else ""
-        naming = prev in _ROOT_SEGMENTS or (prev.startswith("{") and prev.endswith("}"))
+        variables[i] = name
+        prop = (path_schema.get("properties") or {}).get(name)
+        prev, prev_name = segments[i - 1] if i > 0 else ("", None)
+        naming = prev in _ROOT_SEGMENTS or prev_name is not None
         options.append(("{}", *_variable_values(prop, naming)))
     if all(len(values) == 1 for values in options):
         return None
@@ -389,6 +395,20 @@ class Action(_Model):
     result_mode: Literal["json_summary"] = "json_summary"
     default_policy: PolicyDecision = "deny"
     summary: SummarySpec
+    # The route compiled once, when the action is built (model_post_init, which also runs
+    # for model_construct): request building, review vetting and the spec checks use it.
+    _route: Route = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._route = compile_route(self.route)
+
+    @property
+    def compiled_route(self) -> Route:
+        """The action's compiled :class:`~harbor_confluence.route.Route`."""
+        compiled = self._route
+        if compiled.template != self.route:  # model_copy(update=...) skips model_post_init
+            compiled = self._route = compile_route(self.route)
+        return compiled
 
     @field_validator("route")
     @classmethod
@@ -402,7 +422,7 @@ class Action(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> Action:
         declared = set((self.parameters.path or {}).get("properties", {}))
-        variables = set(route_variables(self.route))
+        variables = set(self.compiled_route.variables)
         if variables - declared:
             raise ValueError(
                 f"route variables {sorted(variables - declared)} are not declared "
@@ -448,10 +468,24 @@ class Action(_Model):
             self.update is None or "op" not in (body or {}).get("properties", {})
         ):
             raise ValueError("transform page-edit needs an update: and a body property 'op'")
-        problem = admin_route_problem(self.method, self.route, path)
+        problem = admin_route_problem(self.method, self.compiled_route, path)
         if problem:
             raise ValueError(f"route: {problem}")
+        self._check_own_watches()
         return self
+
+    def _check_own_watches(self) -> None:
+        """Watch routes act for the caller; naming another user (``accountId``, ``key``,
+        ``username``) is managing someone else's notifications: refused."""
+        if not self.route.startswith(_WATCH_ROUTES):
+            return
+        props = (self.parameters.query or {}).get("properties", {})
+        named = sorted(_OTHER_USER & set(props))
+        if named:
+            raise ValueError(
+                f"route: {self.route} acts for the caller only; query {', '.join(named)} "
+                "would act for another user (user management)"
+            )
 
     def _check_body_view(self, spec: BodyViewSpec) -> None:
         if self.method != "GET":
@@ -526,7 +560,7 @@ class Manifest(_Model):
                 raise ValueError(
                     f"action {a.name!r}: update.read {a.update.read!r} is not a GET action"
                 )
-            if sorted(route_variables(read.route)) != sorted(route_variables(a.route)):
+            if sorted(read.compiled_route.variables) != sorted(a.compiled_route.variables):
                 raise ValueError(
                     f"action {a.name!r}: update.read {read.name!r} needs the same path variables"
                 )
@@ -546,34 +580,6 @@ class Manifest(_Model):
 def runner_query(action: Action) -> frozenset[str]:
     """Query parameters the runner reads itself and never sends (``bodyView``'s)."""
     return frozenset(BODY_VIEW_QUERY) if action.body_view is not None else frozenset()
-
-
-def route_variables(route: str) -> list[str]:
-    return [v for var in URITemplate(route).variables for v in var.variable_names]
-
-
-def check_route(route: str) -> None:
-    """Refuse any route that is not a fixed path under /wiki/ with whole-segment {vars}."""
-    if "://" in route or route.startswith("//"):
-        raise ValueError("absolute URLs are refused: routes are paths on the configured tenant")
-    if not route.startswith("/wiki/"):
-        raise ValueError("routes must stay under /wiki/")
-    for expr in _VAR.findall(route):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", expr):
-            raise ValueError(
-                f"only simple {{var}} expansion is allowed, not {{{expr}}} "
-                "(reserved, fragment, explode and prefix forms can reach other paths)"
-            )
-    if any(c in route for c in "?#\\%") or any(ord(c) < 0x21 or ord(c) > 0x7E for c in route):
-        raise ValueError("routes may not contain a query, fragment, escapes or spaces")
-    for segment in route.split("/")[1:]:
-        if segment in ("", ".", ".."):
-            raise ValueError("routes may not contain empty, '.' or '..' segments")
-        if "{" in segment or "}" in segment:
-            if not _SEGMENT_VAR.match(segment):
-                raise ValueError(f"a route variable must be a whole path segment: {segment!r}")
-        elif not _LITERAL_SEGMENT.match(segment):
-            raise ValueError(f"unexpected characters in route segment {segment!r}")
 
 
 def _check_jmespath(expr: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +36,7 @@ HARD_MAX_ITEMS = 10_000
 HARD_MAX_REQUESTS = 200
 Mode = Literal["cursor", "start"]
 Call = Callable[[str, dict[str, Any]], "Result"]
+ACall = Callable[[str, dict[str, Any]], Awaitable["Result"]]
 
 
 def paging_mode(action: Action) -> Mode | None:
@@ -94,8 +95,12 @@ class PageReport:
         return f"complete: {self.items} items in {self.requests} requests"
 
 
-class Pagination(Iterator[Any]):
-    """Iterate the summary items of every page; ``report`` says how the walk ended."""
+class Pagination(Iterator[Any], AsyncIterator[Any]):
+    """Iterate the summary items of every page; ``report`` says how the walk ended.
+
+    Iterate with ``for`` (each page a ``call``) or, given ``acall``, with ``async for``
+    (each page awaited): the walk's logic is the same, only the call differs.
+    """
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class Pagination(Iterator[Any]):
         max_items: int = DEFAULT_MAX_ITEMS,
         max_requests: int = DEFAULT_MAX_REQUESTS,
         mode: Mode | None = None,
+        acall: ACall | None = None,
     ) -> None:
         """``action`` is the manifest action, or its name with ``mode`` (as a node
         client knows it from ``describe``)."""
@@ -122,6 +128,7 @@ class Pagination(Iterator[Any]):
         if not 1 <= max_requests <= HARD_MAX_REQUESTS:
             raise ConfigError(f"max_requests must be 1..{HARD_MAX_REQUESTS}, got {max_requests}")
         self._call = call
+        self._acall = acall
         self._mode: Mode = mode
         self._input: dict[str, Any] = copy.deepcopy(data) if isinstance(data, dict) else {}
         self._max_items = max_items
@@ -138,9 +145,26 @@ class Pagination(Iterator[Any]):
 
     def __next__(self) -> Any:
         while not self._buffer:
-            if self._done:
+            page = self._next_page()
+            if page is None:
                 raise StopIteration
-            self._fetch()
+            self._accept(self._call(self.report.action, page))
+        return self._take()
+
+    def __aiter__(self) -> Pagination:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._acall is None:
+            raise TypeError("this walk has no async call: iterate it with a plain for")
+        while not self._buffer:
+            page = self._next_page()
+            if page is None:
+                raise StopAsyncIteration
+            self._accept(await self._acall(self.report.action, page))
+        return self._take()
+
+    def _take(self) -> Any:
         self.report.items += 1
         item = self._buffer.popleft()
         if self.report.items >= self._max_items and (self._buffer or not self._done):
@@ -156,13 +180,20 @@ class Pagination(Iterator[Any]):
         """Every item (within the caps), then ``report`` is final."""
         return list(self)
 
-    def _fetch(self) -> None:
+    def _next_page(self) -> dict[str, Any] | None:
+        """The next page's input, or None when the walk is over (a cap says so)."""
+        if self._done:
+            return None
         if self.report.requests >= self._max_requests:
             self.report.stopped_at = "max_requests"
             self._done = True
-            return
-        query = self._input.setdefault("query", {})
-        result = self._call(self.report.action, self._input)
+            return None
+        self._input.setdefault("query", {})
+        return self._input
+
+    def _accept(self, result: Result) -> None:
+        """Take one page's result: its items, and where the next page starts."""
+        query = self._input["query"]
         self.report.requests += 1
         self.last_result = result
         self.report.status = result.status

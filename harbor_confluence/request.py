@@ -1,25 +1,30 @@
 """Request building: expand the fixed route, encode values, pin the tenant origin.
 
 The agent supplies values, never URLs.  Values are percent-encoded by the RFC 6570
-expansion, and the result is checked again: the raw path must still match the
-action's route segment for segment, and the URL must sit on the configured origin.
+expansion of the action's compiled route (route.py), and the result is checked again:
+the raw path must still match the route segment for segment, and the URL must sit on
+the configured origin.  Everything that does not depend on the input (the route, the
+fixed headers, the query's encoded names, the JSON encoder) is prepared once per
+action, since building runs on every call.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
-
-from uritemplate import URITemplate
+from urllib.parse import urlsplit
 
 from .errors import EXIT_INVALID, ConfigError, InputError, Violation
 from .manifest import PLACEHOLDER_BASE_URL, Action
 from .multipart import Part, encode_form, file_from_input
+from .route import _SimpleTemplate as _SimpleTemplate  # re-exported: tests/test_fast_paths.py
+from .route import _template as _template  # re-exported: tests/test_fast_paths.py
+from .route import percent_encode
 
 __all__ = [
     "PreparedRequest",
@@ -37,9 +42,14 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+# json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without
+# building a new encoder on every call (json.dumps does when given options).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """One byte form per JSON value, so fingerprints are stable."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 class URLRefused(ConfigError):
@@ -251,56 +261,56 @@ class PreparedRequest:
 
 
 class RequestBuilder:
-    """Compiled route for one action."""
+    """Request building for one action: what does not depend on the input is ready."""
 
-    __slots__ = ("_action", "_pattern", "_template")
+    __slots__ = ("_action", "_body_mode", "_headers", "_name", "_query_names", "_route")
 
     def __init__(self, action: Action) -> None:
         self._action = action
-        self._template = _template(action.route)
-        regex = "".join(
-            "([^/]+)" if part.startswith("{") else re.escape(part)
-            for part in re.split(r"(\{[^}]+\})", action.route)
-            if part
-        )
-        self._pattern = re.compile(rf"\A{regex}\Z")
+        self._name = action.name
+        self._route = action.compiled_route
+        self._body_mode = action.request_body_mode
+        self._headers: dict[str, str] = {str(k): v for k, v in action.headers.items()}
+        declared = (action.parameters.query or {}).get("properties", {})
+        self._query_names: dict[str, str] = {k: percent_encode(k) for k in declared}
 
     def build(self, target: Target, data: dict[str, Any]) -> PreparedRequest:
-        action = self._action
         path_values = {k: _scalar(v) for k, v in data.get("path", {}).items()}
-        path = str(self._template.expand(dict(path_values)))
-        match = self._pattern.match(path)
-        if (
-            match is None
-            or any(g in ("", ".", "..") for g in match.groups())
-            or [unquote(g) for g in match.groups()]
-            != [path_values[v] for v in _route_vars(action.route)]
-        ):
+        path = self._route.expand_checked(path_values)
+        if path is None:
             raise InputError(
-                action.name,
-                [Violation("path", "route", f"values do not fit the route {action.route}")],
+                self._name,
+                [Violation("path", "route", f"values do not fit the route {self._route.template}")],
             )
         url = target.origin + target.prefix + path
-        query = _encode_query(data.get("query") or {})
+        query = data.get("query")
         if query:
-            url += "?" + query
-        if not target.owns(url):  # pragma: no cover - guarded by construction
-            raise InputError(action.name, [Violation("path", "origin", "left the tenant origin")])
+            encoded = _encode_query(query, self._query_names)
+            if encoded:
+                url += "?" + encoded
+        # A path that starts with "/" cannot change the URL's origin: the check is then
+        # the same for every path and made once per tenant.
+        if not (
+            _owns_rooted(target.origin, target.prefix) if path[:1] == "/" else target.owns(url)
+        ):  # pragma: no cover - guarded by construction
+            raise InputError(self._name, [Violation("path", "origin", "left the tenant origin")])
         body = None
         content_type = None
         review: dict[str, Any] = {}
-        if action.request_body_mode == "json":
+        mode = self._body_mode
+        if mode == "json":
             body = canonical_json(data.get("body", {}))
             content_type = "application/json"
-        elif action.request_body_mode == "multipart":
+        elif mode == "multipart":
             body, content_type, review = self._multipart(data.get("body") or {})
+        action = self._action
         return PreparedRequest(
             action.name,
             action.method,
             url,
             body,
             content_type,
-            {str(k): v for k, v in action.headers.items()},
+            dict(self._headers) if self._headers else {},
             review,
         )
 
@@ -309,10 +319,7 @@ class RequestBuilder:
         prefix = target.origin + target.prefix
         if not url.startswith(prefix):
             return None
-        match = self._pattern.match(url[len(prefix) :].partition("?")[0])
-        if match is None:
-            return None
-        return dict(zip(_route_vars(self._action.route), map(unquote, match.groups()), strict=True))
+        return self._route.match(url[len(prefix) :].partition("?")[0])
 
     def _multipart(self, values: dict[str, Any]) -> tuple[bytes, str, dict[str, Any]]:
         """``file`` first, then the other fields sorted, with schema defaults filled in."""
@@ -336,66 +343,33 @@ class RequestBuilder:
         return body, content_type, {"file": upload.review()}
 
 
-class _SimpleTemplate:
-    """A route whose expressions are all simple ``{name}`` (RFC 6570 level 1), expanded
-    as uritemplate does it — every character outside the unreserved set percent-encoded,
-    an undefined variable empty — without its general parser (about 10x faster)."""
-
-    __slots__ = ("_parts",)
-
-    def __init__(self, parts: list[tuple[bool, str]]) -> None:
-        self._parts = parts  # (is_variable, literal text or variable name)
-
-    def expand(self, values: dict[str, str]) -> str:
-        return "".join(
-            quote(values.get(text) or "", safe="") if is_var else text
-            for is_var, text in self._parts
-        )
-
-
-_SIMPLE_EXPRESSION = re.compile(r"\{([A-Za-z0-9_]+)\}")
-
-
-def _template(route: str) -> _SimpleTemplate | URITemplate:
-    pieces = re.split(r"(\{[^}]*\})", route)
-    parts: list[tuple[bool, str]] = []
-    for piece in pieces:
-        if not piece:
-            continue
-        if piece.startswith("{"):
-            simple = _SIMPLE_EXPRESSION.fullmatch(piece)
-            if simple is None:
-                return URITemplate(route)  # operators, lists, modifiers: the full library
-            parts.append((True, simple.group(1)))
-        elif "{" in piece or "}" in piece:
-            return URITemplate(route)
-        else:
-            parts.append((False, piece))
-    return _SimpleTemplate(parts)
-
-
-_VAR_NAMES: dict[str, list[str]] = {}
-
-
-def _route_vars(route: str) -> list[str]:
-    names = _VAR_NAMES.get(route)
-    if names is None:
-        names = _VAR_NAMES[route] = re.findall(r"\{([^}]+)\}", route)
-    return names
+@functools.lru_cache(maxsize=64)
+def _owns_rooted(origin: str, prefix: str) -> bool:
+    """Whether every URL ``origin + prefix + "/..."`` is on ``origin`` (Target.owns)."""
+    return origin_of(origin + prefix + "/") == origin
 
 
 def _scalar(value: Any) -> str:
+    if type(value) is str:  # the common case, first
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
 
 
-def _encode_query(query: dict[str, Any]) -> str:
-    """Sorted ``key=value`` pairs; arrays repeat the key (OpenAPI form, explode)."""
+def _encode_query(query: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """Sorted ``key=value`` pairs; arrays repeat the key (OpenAPI form, explode).
+
+    Names and values are percent-encoded outside the unreserved set; ``names`` holds the
+    encoded form of the names the action declares.
+    """
     pairs: list[str] = []
+    known = names or {}
     for key in sorted(query):
         value = query[key]
-        values = value if isinstance(value, list) else [value]
-        k = quote(key, safe="-_.~")
-        pairs.extend(f"{k}={quote(_scalar(v), safe='-_.~')}" for v in values)
+        k = known.get(key) or percent_encode(key)
+        if isinstance(value, list):
+            pairs.extend(f"{k}={percent_encode(_scalar(v))}" for v in value)
+        else:
+            pairs.append(f"{k}={percent_encode(_scalar(value))}")
     return "&".join(pairs)

@@ -12,7 +12,6 @@ redirect) or a request that never left.  None of them is sent again (see transpo
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,15 +31,6 @@ __all__ = ["lease_seconds", "outcome_of", "vet_stored_request"]
 _MAYBE_APPLIED = frozenset({502, 504})
 
 
-def _route_pattern(route: str) -> re.Pattern[str]:
-    regex = "".join(
-        "[^/]+" if part.startswith("{") else re.escape(part)
-        for part in re.split(r"(\{[^}]+\})", route)
-        if part
-    )
-    return re.compile(rf"\A{regex}\Z")
-
-
 def vet_stored_request(ticket: Ticket, manifest: Manifest, target: Target) -> str | None:
     """Why this port must not send the stored request, or None when it may."""
     if ticket.port != manifest.port.name:
@@ -53,7 +43,7 @@ def vet_stored_request(ticket: Ticket, manifest: Manifest, target: Target) -> st
     if not target.owns(ticket.url):
         return f"ticket {ticket.id}'s URL is not on the configured tenant origin {target.origin}"
     path = urlsplit(ticket.url).path
-    if not path.startswith(target.prefix) or not _route_pattern(action.route).match(
+    if not path.startswith(target.prefix) or not action.compiled_route.fits(
         path[len(target.prefix) :]
     ):
         return f"ticket {ticket.id}'s URL does not fit {action.name}'s route {action.route}"

@@ -30,9 +30,9 @@ from .manifest import (
     MARKDOWN,
     Action,
     admin_route_problem,
-    route_variables,
     runner_query,
 )
+from .route import names_of, shape_of
 
 __all__ = [
     "ENV_SPEC_DIR",
@@ -222,7 +222,7 @@ def path_variable_problems(action: Action) -> list[str]:
     """
     problems: list[str] = []
     props = (action.parameters.path or {}).get("properties", {})
-    for var in route_variables(action.route):
+    for var in action.compiled_route.variables:
         schema = props.get(var)
         if not isinstance(schema, dict):
             continue  # the manifest loader reports undeclared variables
@@ -476,7 +476,8 @@ def check_action(
     tighter bounds are fine, wider ones and undocumented parameters are not.
     """
     problems: list[str] = []
-    admin = admin_route_problem(action.method, action.route, action.parameters.path)
+    route = action.compiled_route
+    admin = admin_route_problem(action.method, route, action.parameters.path)
     if admin:
         problems.append(admin)
     problems.extend(path_variable_problems(action))
@@ -486,8 +487,9 @@ def check_action(
     spec = v2_spec if version == "v2" else v1_spec
     if spec is None:
         return [*problems, f"route {action.route} is a v1 route and no v1 document was given"]
-    spec_route = action.route[len(_V2_PREFIX) :] if version == "v2" else action.route
-    found = _find_path(spec, spec_route)
+    # The shape of the route as the document writes it (v2 paths omit /wiki/api/v2).
+    shape = route.shape[len(_V2_PREFIX) :] if version == "v2" else route.shape
+    found = _find_path(spec, shape)
     if found is None:
         return [
             *problems,
@@ -523,10 +525,10 @@ class _Ctx:
     where: str
 
 
-def _find_path(spec: Mapping[str, Any], route: str) -> tuple[str, Mapping[str, Any]] | None:
-    shape = re.sub(r"\{[^}]*\}", "{}", route)
+def _find_path(spec: Mapping[str, Any], shape: str) -> tuple[str, Mapping[str, Any]] | None:
+    """The document's path template with this shape (variable names may differ)."""
     for template, item in spec.get("paths", {}).items():
-        if re.sub(r"\{[^}]*\}", "{}", template) == shape and isinstance(item, dict):
+        if shape_of(template) == shape and isinstance(item, dict):
             return template, item
     return None
 
@@ -570,8 +572,8 @@ def _scope_problems(action: Action, operation: Mapping[str, Any]) -> list[str]:
 
 def _path_problems(action: Action, template: str, params: list[Any], ctx: _Ctx) -> list[str]:
     problems: list[str] = []
-    ours_vars = route_variables(action.route)
-    spec_vars = re.findall(r"\{([^}]*)\}", template)
+    ours_vars = action.compiled_route.variables
+    spec_vars = names_of(template)
     by_name = {p.get("name"): p for p in params if isinstance(p, dict) and p.get("in") == "path"}
     props = (action.parameters.path or {}).get("properties", {})
     for ours, theirs in zip(ours_vars, spec_vars, strict=False):

@@ -130,11 +130,13 @@ _SUBSCHEMA = frozenset(
 )  # fmt: skip
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "dependentSchemas"})
 _SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
-# A location schema with only these top-level keys can be flattened without losing a rule.
+# A location schema with only these top-level keys (and choices of required properties,
+# ``_choice``) can be flattened without losing a rule.
 _FLAT_KEYS = frozenset(
     {"type", "properties", "required", "additionalProperties", "description", "title",
      "$comment"}
 )  # fmt: skip
+_CHOICES = frozenset({"oneOf", "anyOf"})
 # What get_approval_status may return: never the stored URL, headers or body.
 _STATUS_KEYS = (
     "ticket", "action", "state", "rule", "requester", "approvals", "approvals_required",
@@ -277,8 +279,27 @@ class _Binding:
 
 def _flat_ok(schema: dict[str, Any] | None) -> bool:
     return schema is None or (
-        set(schema) <= _FLAT_KEYS and isinstance(schema.get("properties", {}), dict)
+        set(schema) - _CHOICES <= _FLAT_KEYS
+        and isinstance(schema.get("properties", {}), dict)
+        and all(_choice(schema, key) is not None for key in _CHOICES & set(schema))
     )
+
+
+def _choice(schema: dict[str, Any], key: str) -> list[dict[str, list[str]]] | None:
+    """``oneOf``/``anyOf`` of ``{required: [...]}`` alternatives over the schema's own
+    properties ("spaceId or spaceKey"): it holds as well once those properties are
+    top-level arguments.  None for any other shape (which is then not flattened)."""
+    branches = schema.get(key)
+    props = schema.get("properties") or {}
+    if not isinstance(branches, list) or not branches:
+        return None
+    for branch in branches:
+        names = branch.get("required") if isinstance(branch, dict) else None
+        if set(branch) != {"required"} or not isinstance(names, list):
+            return None
+        if not all(isinstance(n, str) and n in props for n in names):
+            return None
+    return branches
 
 
 def _input_schema(action: Action) -> tuple[dict[str, Any], _Binding]:
@@ -318,6 +339,9 @@ def _input_schema(action: Action) -> tuple[dict[str, Any], _Binding]:
     out: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         out["required"] = required
+    for schema, _ in parts:
+        for key in sorted(_CHOICES & set(schema)):
+            out[key] = schema[key]  # only choices among that location's own properties
     return out, binding
 
 
@@ -613,32 +637,27 @@ class Toolkit:
         routed = self._route(name, arguments)
         if isinstance(routed, ToolReply):
             return routed
-        action, data = routed
         try:
-            result = self.port.call(action, data, requester=self._who(requester))
+            return _result_reply(self.port.call(*routed, requester=self._who(requester)))
         except HarborError as exc:
-            return self._refused(action, exc)
-        return _result_reply(result)
+            return self._refused(routed[0], exc)
 
     async def acall(
         self, name: str, arguments: Mapping[str, Any] | None = None, *, requester: str | None = None
     ) -> ToolReply:
-        """Async twin of :meth:`call`."""
+        """:meth:`call` on the event loop (draft tools, which touch files, in a thread)."""
         if self._desk is not None and name in DRAFT_TOOLS:
             import anyio.to_thread
 
-            return await anyio.to_thread.run_sync(
-                self._draft_call, name, arguments or {}, self._who(requester)
-            )
+            args = (name, arguments or {}, self._who(requester))
+            return await anyio.to_thread.run_sync(self._draft_call, *args)
         routed = self._route(name, arguments)
         if isinstance(routed, ToolReply):
             return routed
-        action, data = routed
         try:
-            result = await self.port.acall(action, data, requester=self._who(requester))
+            return _result_reply(await self.port.acall(*routed, requester=self._who(requester)))
         except HarborError as exc:
-            return self._refused(action, exc)
-        return _result_reply(result)
+            return self._refused(routed[0], exc)
 
     async def aclose(self) -> None:
         await self.port.aclose()
@@ -845,8 +864,23 @@ _DRAFT_SPECS = (
 
 
 def _signature(schema: dict[str, Any]) -> str:
+    """``spaceId|spaceKey*, title*, parentId``: ``*`` marks what is required, ``a|b`` a
+    choice of which one is (``oneOf``/``anyOf`` of single required properties)."""
     required = set(schema.get("required", []))
-    return ", ".join(n + ("*" if n in required else "") for n in schema.get("properties", {}))
+    groups: dict[str, list[str]] = {}
+    for key in sorted(_CHOICES & set(schema)):
+        names = [b["required"][0] for b in schema[key]
+                 if isinstance(b, dict) and len(b.get("required") or ()) == 1]  # fmt: skip
+        if len(names) == len(schema[key]) > 1:
+            groups.update(dict.fromkeys(names, names))
+    out: list[str] = []
+    for name in schema.get("properties", {}):
+        group = groups.get(name)
+        if group is None:
+            out.append(name + ("*" if name in required else ""))
+        elif name == group[0]:
+            out.append("|".join(group) + "*")
+    return ", ".join(out)
 
 
 def _matches(selector: str, action: Action) -> bool:

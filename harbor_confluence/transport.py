@@ -452,6 +452,15 @@ class _Exchange:
             extensions=extensions,
         )
 
+    def ended(
+        self, exc: _Refused | httpx.HTTPError, status: int | None, sent: _Sent
+    ) -> tuple[SendFailure, float | None]:
+        """How an attempt that raised ended, and the wait before another (None: none)."""
+        if isinstance(exc, _Refused):
+            return self.refused(exc, status, sent), None
+        failure = self.failure(exc, sent, status)
+        return failure, self.wait_after_failure(failure, exc)
+
     def refused(self, exc: _Refused, status: int | None, sent: _Sent) -> SendFailure:
         maybe = status is not None or sent.sent or not sent.traced
         return SendFailure(exc.kind, exc.message, maybe, status)
@@ -528,14 +537,9 @@ def _attempt(
         response = _open(client, ex, auth, sent)
         status = response.status_code
         wait = ex.wait_after(response)
-        if wait is not None:
-            return response, wait
-        return _read(response, ex), None
-    except _Refused as exc:
-        return ex.refused(exc, status, sent), None
-    except httpx.HTTPError as exc:
-        failure = ex.failure(exc, sent, status)
-        return failure, ex.wait_after_failure(failure, exc)
+        return (response, wait) if wait is not None else (_read(response, ex), None)
+    except (_Refused, httpx.HTTPError) as exc:
+        return ex.ended(exc, status, sent)
     finally:
         if response is not None:
             response.close()
@@ -634,17 +638,13 @@ async def _aattempt(
         async with asyncio.timeout(max(ex.left(), 0.0)):
             response = await _aopen(client, ex, auth, sent)
             status = response.status_code
-            wait = ex.wait_after(response)
-            if wait is not None:
+            if (wait := ex.wait_after(response)) is not None:
                 return response, wait
             return await _aread(response, ex), None
     except TimeoutError:
         return ex.late(sent, status), None
-    except _Refused as exc:
-        return ex.refused(exc, status, sent), None
-    except httpx.HTTPError as exc:
-        failure = ex.failure(exc, sent, status)
-        return failure, ex.wait_after_failure(failure, exc)
+    except (_Refused, httpx.HTTPError) as exc:
+        return ex.ended(exc, status, sent)
     finally:
         if response is not None:
             await response.aclose()

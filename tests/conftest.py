@@ -106,6 +106,33 @@ def port(sim: Simulator, home: Path) -> Iterator[Port]:
         yield p
 
 
+def e2e_policy(tmp: Path) -> Path:
+    """The default policy's hard limits (purge, size caps), then everything automatic."""
+    import yaml
+
+    from harbor_confluence.paths import default_policy_path
+
+    rules = yaml.safe_load(default_policy_path().read_text())["rules"]
+    keep = [r for r in rules if r["decision"] == "deny"]
+    path = tmp / "e2e-policy.yaml"
+    path.write_text(yaml.safe_dump({"rules": [*keep, {"name": "e2e-auto", "decision": "auto"}]}))
+    return path
+
+
+@pytest.fixture
+def auto(sim: Simulator, home: Path, tmp_path: Path) -> Iterator[Port]:
+    """A port on the simulator whose policy sends every write at once (the hard limits
+    stay): for end-to-end tests of what the actions do, not of the review queue."""
+    with Port.load(
+        policy=e2e_policy(tmp_path),
+        home=home,
+        base_url=sim.url,
+        credential=Credential.basic(EMAIL, API_TOKEN, "test"),
+        requester="e2e",
+    ) as p:
+        yield p
+
+
 @pytest.fixture
 def cli_env(sim: Simulator, home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Environment for the CLI: the simulator as tenant, Basic auth from the environment."""

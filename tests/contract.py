@@ -151,14 +151,20 @@ IDENTITY_PATHS = ("/oauth/token", "/oauth/token/accessible-resources")
 GATEWAY_PREFIX = "/ex/confluence/"
 
 
+DOWNLOAD_PREFIX = "/wiki/download/"
+
+
 def contract_path(path: str) -> str | None:
     """The Confluence path to check: the gateway prefix ``/ex/confluence/{cloudId}`` is
-    stripped; None for the identity endpoints, which no Confluence document describes."""
+    stripped; None for the identity endpoints and the file downloads a download route
+    redirects to (``/wiki/download/...``), which no Confluence document describes."""
     if path in IDENTITY_PATHS:
         return None
     if path.startswith(GATEWAY_PREFIX):
         _, _, rest = path[len(GATEWAY_PREFIX) :].partition("/")
-        return "/" + rest
+        path = "/" + rest
+    if path.startswith(DOWNLOAD_PREFIX):
+        return None
     return path
 
 

@@ -143,6 +143,30 @@ def test_credentials_are_redacted(home: Path) -> None:
     assert audit.verify().ok
 
 
+def test_a_lone_read_is_in_the_file_when_append_returns(home: Path) -> None:
+    """With no other thread writing, a read (``durable=False``) is chained, written and
+    anchored before ``append`` returns: the file, read directly, already ends with it."""
+    audit = AuditLog.for_home(home)
+    audit.append("held", ticket="t_1")
+    record = audit.append("auto-sent", durable=False, action="get-page", status=200)
+    assert record["seq"] == 2 and record_hash(record, audit.key) == record["hash"]
+    assert json.loads(lines(audit)[-1]) == record
+    anchor = json.loads((home / "audit.head").read_text())
+    assert (anchor["seq"], anchor["hash"]) == (2, record["hash"])
+
+
+def test_redaction_is_the_same_on_every_call(home: Path) -> None:
+    """Clean values are remembered to keep redaction cheap; a credential never is."""
+    audit = AuditLog.for_home(home)
+    token = "ATATT" + "x" * 30
+    first = audit.append("rejected", reason="stale", note=token)
+    again = audit.append("rejected", reason=token, note=token)
+    assert first["reason"] == "stale"
+    assert first["note"] == again["note"] == again["reason"] == "[redacted]"
+    assert audit.append("held", password="stale")["password"] == "[redacted]"
+    assert token not in audit.path.read_text()
+
+
 def test_concurrent_appends_from_threads_and_processes(home: Path) -> None:
     audit = AuditLog.for_home(home)
     code = (

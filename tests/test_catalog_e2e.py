@@ -11,16 +11,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import PolicyDenied
-from harbor_confluence.executor import Port, default_manifest_path, default_policy_path
+from harbor_confluence.executor import Port, default_manifest_path
 from harbor_confluence.manifest import load_manifest
 from harbor_confluence.sim import Simulator
 from harbor_confluence.summary import Result
@@ -30,27 +29,6 @@ NAMES = [a.name for a in load_manifest(default_manifest_path()).actions]
 ENG, ENG_KEY, HOME = "65538", "ENG", "98305"
 ARCH = "98306"  # "Architecture Overview"
 DECISION_TYPE = "ac:com.example.decisions:decision"  # seeded custom content type
-
-
-def e2e_policy(tmp: Path) -> Path:
-    """The default policy's hard limits (purge, size caps), then everything automatic."""
-    rules = yaml.safe_load(default_policy_path().read_text())["rules"]
-    keep = [r for r in rules if r["decision"] == "deny"]
-    path = tmp / "e2e-policy.yaml"
-    path.write_text(yaml.safe_dump({"rules": [*keep, {"name": "e2e-auto", "decision": "auto"}]}))
-    return path
-
-
-@pytest.fixture
-def auto(sim: Simulator, home: Path, tmp_path: Path) -> Iterator[Port]:
-    with Port.load(
-        policy=e2e_policy(tmp_path),
-        home=home,
-        base_url=sim.url,
-        credential=Credential.basic(EMAIL, API_TOKEN, "test"),
-        requester="e2e",
-    ) as p:
-        yield p
 
 
 def ok(port: Port, name: str, data: Any = None) -> Result:
@@ -556,6 +534,351 @@ def _search(p: Port) -> Result:
     return r
 
 
+# -- runner-built reads and creates of issue 17 (transforms.py) ------------------------------
+
+
+def _space_tree(p: Port) -> Result:
+    r = ok(p, "get-space-tree", {"path": {"id": ENG}, "query": {"depth": 2}})
+    assert r.summary and {i["depth"] for i in r.summary} == {1, 2}
+    assert all(i["parentId"] == HOME for i in r.summary if i["depth"] == 1)
+    return r
+
+
+def _download(p: Port) -> Result:
+    csv = ok(p, "get-attachment", {"path": {"id": "att425991"}}).summary
+    r = ok(p, "download-attachment",
+           {"path": {"id": csv["pageId"], "attachmentId": "att425991"}})  # fmt: skip
+    assert r.summary["mediaType"] == "text/csv" and r.summary["size"] == csv["fileSize"]
+    assert r.summary["text"] and not r.summary["textTruncated"]
+    return r
+
+
+def _search_users(p: Port) -> Result:
+    r = ok(p, "search-users", {"query": {"name": "Marcus"}})
+    assert [u["displayName"] for u in r.summary] == ["Marcus Webb"]
+    return r
+
+
+def _page_from_template(p: Port) -> Result:
+    body = {"spaceId": ENG, "title": "E2E from template", "templateId": "720897"}
+    r = ok(p, "create-page-from-template", {"body": body})
+    assert "<h2>Status</h2>" in body_of(p, r.summary["id"])
+    return r
+
+
+# -- issue 17: the content tree, moves and copies, inline comment writes, users, templates,
+# watches and analytics.  Seeded ids (sim/data): a folder under the ENG home page with a
+# folder inside it, a whiteboard under ARCH, a database under the page after ARCH.
+FOLDER, SUB_FOLDER = "557057", "557058"
+WHITEBOARD, DATABASE = "557059", "557060"
+ADR_TEMPLATE = "720897"
+PRIYA = "557058:2f4c6e1a-8b3d-4f5e-9a7c-1d2e3f4a5b6c"
+MARCUS = "557058:7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+DANA = "5d8f3a2b1c0e9f7a6b5c4d3e"
+UNWATCHED = "98313"  # watched by others, not by the caller
+
+
+def body_of(port: Port, page_id: str) -> str:
+    got = ok(port, "get-page", {"path": {"id": page_id}, "query": {"body-format": "storage"}})
+    body: str = got.summary["body"]
+    return body
+
+
+def new_inline(port: Port, page_id: str) -> dict[str, Any]:
+    """An inline comment on the only "one" of a page made by ``new_page``."""
+    props = {"textSelection": "one", "textSelectionMatchCount": 1, "textSelectionMatchIndex": 0}
+    made = ok(port, "create-inline-comment", {"body": {
+        "pageId": page_id, "body": storage("<p>why one?</p>"), "inlineCommentProperties": props,
+    }})  # fmt: skip
+    summary: dict[str, Any] = made.summary
+    return summary
+
+
+def _descendants(p: Port) -> Result:
+    r = ok(p, "list-page-descendants", {"path": {"id": HOME}, "query": {"depth": 2, "limit": 100}})
+    depths = {i["depth"] for i in r.summary}
+    assert depths == {1, 2}, depths
+    assert all(i["parentId"] == HOME for i in r.summary if i["depth"] == 1)
+    assert (FOLDER, "folder") in [(i["id"], i["type"]) for i in r.summary]
+    return r
+
+
+def _direct_children(p: Port) -> Result:
+    r = ok(p, "list-page-direct-children", {"path": {"id": HOME}, "query": {"limit": 100}})
+    kinds = {i["type"] for i in r.summary}
+    assert {"page", "folder"} <= kinds and FOLDER in [i["id"] for i in r.summary]
+    return r
+
+
+def _folder(p: Port) -> Result:
+    r = ok(p, "get-folder", {"path": {"id": FOLDER}})
+    assert r.summary["title"] == "Team Handbook" and r.summary["spaceId"] == ENG
+    assert r.summary["parentId"] == HOME and r.summary["parentType"] == "page"
+    return r
+
+
+def _new_folder(p: Port, title: str = "E2E folder") -> dict[str, Any]:
+    made = ok(p, "create-folder", {"body": {"spaceId": ENG, "title": title, "parentId": HOME}})
+    summary: dict[str, Any] = made.summary
+    return summary
+
+
+def _create_folder(p: Port) -> Result:
+    made = _new_folder(p, "Created folder")
+    r = ok(p, "get-folder", {"path": {"id": made["id"]}})
+    assert r.summary["title"] == "Created folder" and r.summary["parentId"] == HOME
+    return r
+
+
+def _delete_folder(p: Port) -> Result:
+    made = _new_folder(p)
+    r = p.call("delete-folder", {"path": {"id": made["id"]}})
+    assert r.ok and r.status == 204
+    after = p.call("get-folder", {"path": {"id": made["id"]}})
+    assert after.status == 404 or after.summary["status"] == "trashed"
+    return r
+
+
+def _folder_children(p: Port) -> Result:
+    r = ok(p, "list-folder-direct-children", {"path": {"id": FOLDER}})
+    assert (SUB_FOLDER, "folder") in [(i["id"], i["type"]) for i in r.summary]
+    assert all(i["type"] in ("page", "folder", "whiteboard", "database") for i in r.summary)
+    return r
+
+
+def _folder_descendants(p: Port) -> Result:
+    r = ok(p, "list-folder-descendants", {"path": {"id": FOLDER}, "query": {"depth": 3}})
+    assert (SUB_FOLDER, 1, FOLDER) in [(i["id"], i["depth"], i["parentId"]) for i in r.summary]
+    return r
+
+
+def _whiteboard(p: Port) -> Result:
+    r = ok(p, "get-whiteboard", {"path": {"id": WHITEBOARD}})
+    assert r.summary["title"] == "Architecture sketches" and r.summary["parentId"] == ARCH
+    return r
+
+
+def _whiteboard_children(p: Port) -> Result:
+    r = ok(p, "list-whiteboard-direct-children", {"path": {"id": WHITEBOARD}})
+    assert r.count == len(r.summary) and all(i["id"] and i["type"] for i in r.summary)
+    return r
+
+
+def _database(p: Port) -> Result:
+    r = ok(p, "get-database", {"path": {"id": DATABASE}})
+    assert r.summary["title"] == "Service inventory" and r.summary["spaceId"] == ENG
+    return r
+
+
+def _database_children(p: Port) -> Result:
+    r = ok(p, "list-database-direct-children", {"path": {"id": DATABASE}})
+    assert r.count == len(r.summary) and all(i["id"] and i["type"] for i in r.summary)
+    return r
+
+
+def _move_page(p: Port) -> Result:
+    page, parent = new_page(p, "E2E moved"), new_page(p, "E2E new parent")
+    path = {"pageId": page["id"], "position": "append", "targetId": parent["id"]}
+    r = ok(p, "move-page", {"path": path})
+    assert r.summary["pageId"] == page["id"]
+    assert ok(p, "get-page", {"path": {"id": page["id"]}}).summary["parentId"] == parent["id"]
+    return r
+
+
+def _copy_page(p: Port) -> Result:
+    target = new_page(p, "E2E copy target")
+    body = {"destination": {"type": "parent_page", "value": target["id"]},
+            "pageTitle": "Copy of Architecture Overview"}  # fmt: skip
+    r = ok(p, "copy-page", {"path": {"id": ARCH}, "body": body})
+    assert r.summary["id"] != ARCH and r.summary["title"] == body["pageTitle"]
+    assert body_of(p, r.summary["id"]) == body_of(p, ARCH)
+    return r
+
+
+def _copy_tree(p: Port) -> Result:
+    top = new_page(p, "E2E tree top")
+    made = ok(
+        p,
+        "create-page",
+        {
+            "body": {
+                "spaceId": ENG,
+                "title": "E2E tree leaf",
+                "parentId": top["id"],
+                "body": storage("<p>l</p>"),
+            }
+        },
+    )
+    assert made.summary["parentId"] == top["id"]
+    body = {"destinationPageId": HOME, "titleOptions": {"prefix": "Copy - "}}
+    r = ok(p, "copy-page-tree", {"path": {"id": top["id"]}, "body": body})
+    assert r.status == 202 and r.summary["taskId"] in r.summary["status"]
+    assert r.summary["finished"] and r.summary["successful"]  # the runner polled it to its end
+    return r
+
+
+def _copy_page_tree(p: Port) -> Result:
+    r = _copy_tree(p)
+    task = ok(p, "get-long-task", {"path": {"id": r.summary["taskId"]}})
+    assert task.summary["id"] == r.summary["taskId"]
+    return r
+
+
+def _long_task(p: Port) -> Result:
+    task = _copy_tree(p).summary["taskId"]
+    r = ok(p, "get-long-task", {"path": {"id": task}})
+    assert r.summary["id"] == task and 0 <= r.summary["percentageComplete"] <= 100
+    assert isinstance(r.summary["finished"], bool)
+    return r
+
+
+def _restore_version(p: Port) -> Result:
+    page = new_page(p)
+    ok(p, "update-page", {"path": {"id": page["id"]}, "body": {"body": storage("<p>two</p>")}})
+    restore = {"operationKey": "restore", "params": {"versionNumber": 1, "message": "back"}}
+    r = ok(p, "restore-page-version", {"path": {"id": page["id"]}, "body": restore})
+    assert r.summary["number"] == 3
+    assert body_of(p, page["id"]) == "<p>one</p>"
+    return r
+
+
+def _page_by_title(p: Port) -> Result:
+    query = {"spaceKey": ENG_KEY, "title": "Architecture Overview", "expand": ["version", "space"]}
+    r = ok(p, "get-page-by-title", {"query": query})
+    assert [(i["id"], i["spaceKey"]) for i in r.summary] == [(ARCH, ENG_KEY)]
+    return r
+
+
+def _upload_version(p: Port) -> Result:
+    page = new_page(p)
+    first_upload = _upload(p, page["id"], b"v1\n").summary[0]
+    content = b"version two\n"
+    r = ok(p, "upload-attachment-version", {
+        "path": {"id": page["id"], "attachmentId": first_upload["id"]},
+        "body": {"file": {"filename": "e2e.txt", "mediaType": "text/plain",
+                          "contentBase64": base64.b64encode(content).decode()}},
+    })  # fmt: skip
+    assert r.summary["id"] == first_upload["id"] and r.summary["version"] == 2
+    assert r.summary["fileSize"] == len(content)
+    return r
+
+
+def _create_inline(p: Port) -> Result:
+    page = new_page(p, "E2E inline")
+    made = new_inline(p, page["id"])
+    r = ok(p, "get-inline-comment", {"path": {"comment_id": made["id"]}})
+    assert r.summary["pageId"] == page["id"] and r.summary["selection"] == "one"
+    assert r.summary["resolutionStatus"] == "open"
+    return r
+
+
+def _reply_inline(p: Port) -> Result:
+    top = new_inline(p, new_page(p, "E2E inline reply")["id"])
+    r = ok(
+        p,
+        "reply-inline-comment",
+        {"body": {"parentCommentId": top["id"], "body": storage("<p>because</p>")}},
+    )
+    assert r.summary["parentCommentId"] == top["id"]
+    return r
+
+
+def _resolve_inline(p: Port) -> Result:
+    top = new_inline(p, new_page(p, "E2E inline resolve")["id"])
+    r = ok(p, "resolve-inline-comment", {"path": {"comment_id": top["id"]}})
+    assert r.summary["resolutionStatus"] == "resolved" and r.summary["version"] == 2
+    return r
+
+
+def _reopen_inline(p: Port) -> Result:
+    top = new_inline(p, new_page(p, "E2E inline reopen")["id"])
+    ok(p, "resolve-inline-comment", {"path": {"comment_id": top["id"]}})
+    r = ok(p, "reopen-inline-comment", {"path": {"comment_id": top["id"]}})
+    assert r.summary["resolutionStatus"] == "reopened" and r.summary["version"] == 3
+    return r
+
+
+def _blogpost_footer_comment(p: Port) -> Result:
+    post = new_blogpost(p)
+    r = ok(
+        p,
+        "create-blogpost-footer-comment",
+        {"body": {"blogPostId": post["id"], "body": storage("<p>nice post</p>")}},
+    )
+    assert r.summary["blogPostId"] == post["id"]
+    listed = ok(p, "list-blogpost-footer-comments", {"path": {"id": post["id"]}})
+    assert [i["id"] for i in listed.summary] == [r.summary["id"]]
+    return r
+
+
+def _user(p: Port) -> Result:
+    r = ok(p, "get-user", {"query": {"accountId": PRIYA}})
+    assert r.summary["accountId"] == PRIYA and r.summary["displayName"] == "Priya Raman"
+    return r
+
+
+def _users(p: Port) -> Result:
+    r = ok(p, "get-users", {"query": {"accountId": ",".join([PRIYA, MARCUS, DANA])}})
+    assert sorted(i["accountId"] for i in r.summary) == sorted([PRIYA, MARCUS, DANA])
+    return r
+
+
+def _templates(p: Port) -> Result:
+    r = ok(p, "list-templates", {"query": {"spaceKey": ENG_KEY, "limit": 50}})
+    assert ADR_TEMPLATE in [i["templateId"] for i in r.summary]
+    return r
+
+
+def _template(p: Port) -> Result:
+    r = ok(p, "get-template", {"path": {"contentTemplateId": ADR_TEMPLATE}})
+    assert r.summary["name"] == "Architecture decision record"
+    assert r.summary["body"].startswith("<h2>Status</h2>")
+    return r
+
+
+def _page_watch(p: Port) -> Result:
+    assert ok(p, "get-page-watch", {"path": {"contentId": UNWATCHED}}).summary == {
+        "watching": False
+    }
+    r = ok(p, "get-page-watch", {"path": {"contentId": ARCH}})
+    assert r.summary == {"watching": True}
+    return r
+
+
+def _watch(p: Port) -> Result:
+    page = new_page(p, "E2E watched")
+    r = p.call("watch-page", {"path": {"contentId": page["id"]}})
+    assert r.ok and r.status == 204
+    assert ok(p, "get-page-watch", {"path": {"contentId": page["id"]}}).summary["watching"]
+    return r
+
+
+def _unwatch(p: Port) -> Result:
+    r = p.call("unwatch-page", {"path": {"contentId": ARCH}})
+    assert r.ok and r.status == 204
+    watch = ok(p, "get-page-watch", {"path": {"contentId": ARCH}})
+    assert watch.summary["watching"] is False
+    return r
+
+
+def _views(p: Port) -> Result:
+    r = ok(p, "get-page-views", {"path": {"contentId": ARCH}})
+    since = ok(
+        p,
+        "get-page-views",
+        {"path": {"contentId": ARCH}, "query": {"fromDate": "2024-05-01T00:00:00.000Z"}},
+    )
+    assert r.summary["count"] >= 6 and 0 < since.summary["count"] < r.summary["count"]
+    return r
+
+
+def _viewers(p: Port) -> Result:
+    r = ok(p, "get-page-viewers", {"path": {"contentId": ARCH}})
+    views = ok(p, "get-page-views", {"path": {"contentId": ARCH}})
+    assert 4 <= r.summary["count"] < views.summary["count"]
+    return r
+
+
 SCENARIOS: dict[str, Scenario] = {
     "search-pages": _search_pages,
     "get-page": _get_page,
@@ -617,6 +940,42 @@ SCENARIOS: dict[str, Scenario] = {
     "get-custom-content": _custom_content,
     "get-current-user": _current_user,
     "search-content": _search,
+    "get-space-tree": _space_tree,
+    "download-attachment": _download,
+    "search-users": _search_users,
+    "create-page-from-template": _page_from_template,
+    "list-page-descendants": _descendants,
+    "list-page-direct-children": _direct_children,
+    "get-folder": _folder,
+    "create-folder": _create_folder,
+    "delete-folder": _delete_folder,
+    "list-folder-direct-children": _folder_children,
+    "list-folder-descendants": _folder_descendants,
+    "get-whiteboard": _whiteboard,
+    "list-whiteboard-direct-children": _whiteboard_children,
+    "get-database": _database,
+    "list-database-direct-children": _database_children,
+    "move-page": _move_page,
+    "copy-page": _copy_page,
+    "copy-page-tree": _copy_page_tree,
+    "get-long-task": _long_task,
+    "restore-page-version": _restore_version,
+    "get-page-by-title": _page_by_title,
+    "upload-attachment-version": _upload_version,
+    "create-inline-comment": _create_inline,
+    "reply-inline-comment": _reply_inline,
+    "resolve-inline-comment": _resolve_inline,
+    "reopen-inline-comment": _reopen_inline,
+    "create-blogpost-footer-comment": _blogpost_footer_comment,
+    "get-user": _user,
+    "get-users": _users,
+    "list-templates": _templates,
+    "get-template": _template,
+    "get-page-watch": _page_watch,
+    "watch-page": _watch,
+    "unwatch-page": _unwatch,
+    "get-page-views": _views,
+    "get-page-viewers": _viewers,
 }
 
 

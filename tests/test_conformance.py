@@ -27,7 +27,7 @@ from harbor_confluence.manifest import Action, Manifest, load_manifest
 from harbor_confluence.policy import load_policy, policy_from_data
 from harbor_confluence.request import RequestBuilder, Target
 from harbor_confluence.speccheck import check_action
-from harbor_confluence.transforms import ReadOutcome, compose
+from harbor_confluence.transforms import ReadOutcome, transform_for
 from harbor_confluence.validation import InputValidator
 from tests.contract import ContractChecker, require_spec
 
@@ -37,6 +37,7 @@ MANIFEST = load_manifest(default_manifest_path())
 NAMES = [a.name for a in MANIFEST.actions]
 TARGET = Target.parse("https://acme.atlassian.net/")
 MCP_BUDGET_BYTES = 30_000
+COMPACT_BUDGET_BYTES = 3_000
 MAX_DESCRIPTION = 90
 
 
@@ -89,6 +90,18 @@ READ = ReadOutcome(
         "body": {"storage": {"value": "<p>old</p>", "representation": "storage"}},
     }
 )
+# What the other reads of runner-built actions answer (list-spaces by key, get-template,
+# get-space, get-attachment), where READ does not fit.
+READS: dict[str, ReadOutcome] = {
+    "create-page": ReadOutcome({"results": [{"id": "65538", "key": "ENG"}]}),
+    "create-page-from-template": ReadOutcome(
+        {"templateId": "720897", "name": "ADR", "body": {"storage": {"value": "<p>t</p>"}}}
+    ),
+    "get-space-tree": ReadOutcome({"id": "65538", "homepageId": "98305"}),
+    "download-attachment": ReadOutcome(
+        {"id": "att425991", "title": "rota.csv", "mediaType": "text/csv", "fileSize": 120}
+    ),
+}
 STORAGE = {"representation": "storage", "value": "<p>new</p>"}
 MARKDOWN = {"representation": "markdown", "value": "# New\n\nSome **bold** text.\n"}
 FILE = {"filename": "notes.txt", "mediaType": "text/plain",
@@ -172,6 +185,44 @@ BUILT_SAMPLES: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("upload-attachment", {"path": {"id": "98306"}, "body": {"file": FILE}}),
+    ("create-page", {"body": {"spaceKey": "ENG", "title": "By key", "body": STORAGE}}),
+    (
+        "create-page-from-template",
+        {"body": {"spaceId": "65538", "title": "From a template", "templateId": "720897"}},
+    ),
+    ("get-space-tree", {"path": {"id": "65538"}, "query": {"depth": 2, "limit": 50}}),
+    ("download-attachment", {"path": {"id": "98306", "attachmentId": "att425991"}}),
+    ("search-users", {"query": {"name": 'Ann "the" Lee', "limit": 10}}),
+    (
+        "copy-page-tree",
+        {
+            "path": {"id": "98306"},
+            "body": {"destinationPageId": "98305", "titleOptions": {"prefix": "Copy of "}},
+        },
+    ),
+    (
+        "upload-attachment-version",
+        {"path": {"id": "98306", "attachmentId": "att65539"}, "body": {"file": FILE}},
+    ),
+    (
+        "create-inline-comment",
+        {
+            "body": {
+                "pageId": "98306",
+                "body": MARKDOWN,
+                "inlineCommentProperties": {
+                    "textSelection": "failover",
+                    "textSelectionMatchCount": 2,
+                    "textSelectionMatchIndex": 1,
+                },
+            }
+        },
+    ),
+    ("reply-inline-comment", {"body": {"parentCommentId": "1", "body": STORAGE}}),
+    ("resolve-inline-comment", {"path": {"comment_id": "1"}}),
+    ("resolve-inline-comment", {"path": {"comment_id": "1"}, "body": {"expected_version": 2}}),
+    ("reopen-inline-comment", {"path": {"comment_id": "1"}, "body": {"resolved": False}}),
+    ("create-blogpost-footer-comment", {"body": {"blogPostId": "229378", "body": MARKDOWN}}),
     (
         "upload-attachment",
         {"path": {"id": "98306"}, "body": {"file": FILE, "comment": "v2", "minorEdit": True}},
@@ -197,7 +248,8 @@ class _Sent:
 def built(name: str, data: dict[str, Any]) -> _Sent:
     action = MANIFEST.action(name)
     clean = InputValidator(action).validate(data)
-    prepared = RequestBuilder(action).build(TARGET, compose(action, clean, READ).request)
+    composed = transform_for(action).compose(action, clean, READS.get(name, READ))
+    prepared = RequestBuilder(action).build(TARGET, composed.request)
     path, _, query = prepared.url[len(TARGET.origin) :].partition("?")
     headers = [("Authorization", "Basic " + base64.b64encode(b"user@example.com:x").decode())]
     headers += list(prepared.headers.items())
@@ -246,14 +298,36 @@ def test_descriptions_are_one_short_line() -> None:
         assert "\n" not in action.description, action.name
 
 
-def test_all_tools_fit_the_mcp_budget(home: object) -> None:
-    from harbor_confluence.tools import tool_sizes
+def mcp_listing(port: Port, *argv: str) -> list[dict[str, Any]]:
+    """The tools ``harbor-confluence mcp [argv]`` serves for this port (per-action shape)."""
+    from harbor_confluence.cli import build_parser
+    from harbor_confluence.cli.mcp import scoped_toolkit
 
-    everything = policy_from_data({"rules": [{"name": "all", "decision": "auto"}]}, "all")
-    with Port.load(policy=everything, home=str(home)) as port:
+    args = build_parser().parse_args(["mcp", *argv])
+    return scoped_toolkit(args, port).definitions("mcp")
+
+
+@pytest.mark.parametrize("policy", ["default", "everything"])
+def test_all_tools_fit_the_mcp_budget(home: object, policy: str) -> None:
+    """Issue 17's rule: the listing ``mcp`` serves by default fits 30,000 B, the compact
+    pair offers the whole catalog in 3,000 B, and ``--all-actions`` offers every action."""
+    from harbor_confluence.tools import encoded_size, tool_sizes
+
+    chosen = (
+        load_policy(default_policy_path())
+        if policy == "default"
+        else policy_from_data({"rules": [{"name": "all", "decision": "auto"}]}, "all")
+    )
+    with Port.load(policy=chosen, home=str(home)) as port:
+        default = mcp_listing(port)
+        full = mcp_listing(port, "--all-actions")
         sizes = tool_sizes(port, "mcp")
-    assert sizes["per-action"]["tools"] == len(MANIFEST.actions)
-    assert sizes["per-action"]["bytes"] <= MCP_BUDGET_BYTES
+    assert encoded_size(default) <= MCP_BUDGET_BYTES
+    offered = {d["name"] for d in default}
+    assert {"get-page", "search-pages", "search-content", "create-page"} <= offered
+    assert {d["name"] for d in full} >= set(NAMES)  # the whole catalog, one flag away
+    assert sizes["actions_offered"] == len(MANIFEST.actions)
+    assert sizes["compact"]["bytes"] <= COMPACT_BUDGET_BYTES
 
 
 # -- the default policy names every action -------------------------------------------------
@@ -293,6 +367,15 @@ def _decide(manifest: Manifest, name: str, data: dict[str, Any]) -> tuple[str, s
         ("delete-blogpost", {"query": {"purge": True}}, ("deny", "purge-denied")),
         ("delete-page", {"query": {"purge": False}}, ("require_approval", "deletes-review")),
         ("remove-label", {"path": {}}, ("require_approval", "deletes-review")),
+        ("get-page-by-title", {"query": {}}, ("auto", "reads-auto")),
+        ("list-page-descendants", {"query": {"limit": 101}}, ("deny", "search-limit-cap")),
+        ("list-folder-direct-children", {"query": {"limit": 100}}, ("auto", "reads-auto")),
+        ("move-page", {"path": {}}, ("require_approval", "tree-changes-review")),
+        ("copy-page-tree", {"body": {}}, ("require_approval", "tree-changes-review")),
+        ("resolve-inline-comment", {"body": {}}, ("require_approval", "updates-review")),
+        ("create-inline-comment", {"body": {}}, ("require_approval", "creates-review")),
+        ("create-folder", {"body": {}}, ("require_approval", "creates-review")),
+        ("delete-folder", {"path": {}}, ("require_approval", "deletes-review")),
     ],
 )
 def test_default_policy_decisions(
@@ -310,9 +393,10 @@ def test_deletes_need_two_other_operators() -> None:
             assert decision.approvers == 2 and decision.forbid_self_approval, action.name
 
 
-def test_upload_size_cap() -> None:
+@pytest.mark.parametrize("name", ["upload-attachment", "upload-attachment-version"])
+def test_upload_size_cap(name: str) -> None:
     policy = load_policy(default_policy_path())
-    upload = MANIFEST.action("upload-attachment")
+    upload = MANIFEST.action(name)
     small = policy.decide(upload, {"body": {}}, b"x" * 5_242_880)
     big = policy.decide(upload, {"body": {}}, b"x" * 5_242_881)
     assert (small.outcome, small.rule) == ("require_approval", "creates-review")

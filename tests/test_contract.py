@@ -59,3 +59,37 @@ def test_created_page_conforms(sim: Simulator, checker: ContractChecker, home: o
     )  # fmt: skip
     assert response.status_code == 200
     checker.check_exchanges(list(sim.exchanges))
+
+
+def test_issue_17_exchanges_conform(port: Port, sim: Simulator, home: object) -> None:
+    """The new v2 and v1 reads, and the writes (approved through the queue), as sent and
+    as answered, against both documents."""
+    checker = ContractChecker(require_spec("v2"), v1_spec=require_spec("v1"))
+    reads: list[tuple[str, dict[str, object]]] = [
+        ("list-page-descendants", {"path": {"id": "98305"}, "query": {"depth": 2, "limit": 5}}),
+        ("list-page-direct-children", {"path": {"id": "98305"}}),
+        ("get-folder", {"path": {"id": "557057"}}),
+        ("list-folder-descendants", {"path": {"id": "557057"}, "query": {"depth": 1}}),
+        ("get-whiteboard", {"path": {"id": "557059"}}),
+        ("get-database", {"path": {"id": "557060"}}),
+        ("get-page-by-title", {"query": {"spaceKey": "ENG", "title": "Architecture Overview",
+                                         "expand": ["version", "space"]}}),
+        ("get-users", {"query": {"accountId": "557058:2f4c6e1a-8b3d-4f5e-9a7c-1d2e3f4a5b6c"}}),
+        ("list-templates", {"query": {"spaceKey": "ENG", "start": 0, "limit": 1}}),
+        ("get-template", {"path": {"contentTemplateId": "720897"}}),
+        ("get-page-views", {"path": {"contentId": "98306"},
+                            "query": {"fromDate": "2024-05-01T00:00:00.000Z"}}),
+    ]  # fmt: skip
+    for name, data in reads:
+        assert port.call(name, data).ok, name
+    move = {"path": {"pageId": "98307", "position": "after", "targetId": "98306"}}
+    held = port.call("move-page", move)
+    assert held.outcome == "held"
+    assert port.approve(held.ticket or "", operator="operator-1").state == "succeeded"
+    exchanges = list(sim.exchanges)
+    assert len(exchanges) == len(reads) + 1
+    results = checker.check_exchanges(exchanges)
+    assert {r.operation.split(" ", 1)[0] for r in results} >= {
+        "getPageDescendants", "getFolderById", "getContent", "getBulkUserLookup",
+        "getContentTemplates", "getViews", "movePage",
+    }  # fmt: skip

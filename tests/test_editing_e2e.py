@@ -23,8 +23,7 @@ from harbor_confluence.editing import TRUNCATION_MARKER_FORMAT, to_markdown
 from harbor_confluence.errors import InputError
 from harbor_confluence.executor import Port
 from harbor_confluence.sim import Simulator
-from tests.conftest import API_TOKEN, EMAIL, CliResult
-from tests.test_catalog_e2e import e2e_policy
+from tests.conftest import API_TOKEN, EMAIL, CliResult, e2e_policy
 
 CORPUS = Path(__file__).parent / "storage_corpus"
 DOCS = [p.read_text(encoding="utf-8") for p in sorted(CORPUS.glob("*.xml"))]

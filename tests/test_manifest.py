@@ -210,3 +210,14 @@ def test_admin_and_permission_routes_are_refused_by_the_loader(
     (problem,) = info.value.problems
     assert problem.startswith("action 'get-page' (actions[1]) field route: GET " + route)
     assert f"is an admin or permission-management route ({rule})" in problem
+
+
+@pytest.mark.parametrize("who", ["accountId", "key", "username"])
+def test_a_watch_action_cannot_name_another_user(raw: dict[str, Any], who: str) -> None:
+    watch = _action(raw, "get-page-watch")
+    assert "query" not in watch["parameters"]  # the packaged one acts for the caller
+    watch["parameters"]["query"] = {
+        "type": "object", "properties": {who: {"type": "string", "pattern": "^[a-z]{1,9}$"}},
+    }  # fmt: skip
+    problem = refused(raw)
+    assert "acts for the caller only" in problem and who in problem

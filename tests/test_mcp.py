@@ -216,7 +216,8 @@ def test_mcp_requester_override_and_compact_shape(
     assert seen["names"] == ["call_action", "get_approval_status", "list_actions"]
     rows = {r["name"]: r for r in seen["listed"]["actions"]}
     assert rows["create-page"]["kind"] == "write"
-    assert "spaceId*" in rows["create-page"]["args"]
+    assert "spaceId|spaceKey*" in rows["create-page"]["args"]  # one of the two is required
+    assert "title*" in rows["create-page"]["args"]
     assert seen["status"]["state"] == "pending"
     assert seen["status"]["requester"] == "night-shift-bot"
     assert sim.request_count == 0
@@ -332,3 +333,60 @@ def test_saved_listing_answers_first_and_is_corrected(
     assert seen["notified"] == 1
     assert {d["name"] for d in json.loads(saved.read_text())} == seen["second"]
     assert sim.request_count == 0
+
+
+def test_default_listing_is_scoped_to_the_budget(home: Path) -> None:
+    """Issue 17: over 30,000 B for the whole catalog, ``mcp`` offers whole toolsets in the
+    documented order while they fit; --all-actions, --toolset and compact are unchanged."""
+    from harbor_confluence.cli import build_parser
+    from harbor_confluence.cli._common import load_local_port
+    from harbor_confluence.cli.mcp import DEFAULT_TOOLSETS, TOOL_LIST_BUDGET, scoped_toolkit
+    from harbor_confluence.tools import encoded_size
+
+    def kit(*argv: str) -> Any:
+        args = build_parser().parse_args(["mcp", *argv])
+        return scoped_toolkit(args, load_local_port(args))
+
+    full, default = kit("--all-actions"), kit()
+    port = full.port
+    toolset_of = {a.name: a.toolset for a in port.manifest.actions}
+    default_size = encoded_size(default.definitions("mcp"))
+    assert default_size <= TOOL_LIST_BUDGET
+    if encoded_size(full.definitions("mcp")) <= TOOL_LIST_BUDGET:
+        assert default.actions == full.actions
+    else:
+        chosen = {toolset_of[name] for name in default.actions}
+        order = [t for t in DEFAULT_TOOLSETS if t in set(toolset_of.values())]
+        order += [t for t in dict.fromkeys(toolset_of.values()) if t not in order]
+        assert chosen == set(order[: len(chosen)])  # a prefix of the documented order
+        assert default.actions == [n for n in full.actions if toolset_of[n] in chosen]
+        assert {"pages", "search"} <= chosen
+        # the next toolset in the order would not have fitted
+        nxt = order[len(chosen)]
+        extra = [d for d in full.definitions("mcp") if toolset_of.get(d["name"]) == nxt]
+        assert default_size + encoded_size(extra) - 1 > TOOL_LIST_BUDGET
+
+    spaces = kit("--toolset", "spaces")
+    assert spaces.actions == [n for n in full.actions if toolset_of[n] == "spaces"]
+    compact = kit("--shape", "compact")
+    assert compact.actions == full.actions
+    assert encoded_size(compact.definitions("mcp")) <= 3_000
+
+
+def test_mcp_toolset_all_offers_the_whole_catalog(cli_env: dict[str, str], home: Path) -> None:
+    from harbor_confluence.cli import build_parser
+    from harbor_confluence.cli.mcp import listing_path
+
+    manifest = load_manifest(default_manifest_path())
+    seen: dict[str, Any] = {}
+
+    async def session() -> None:
+        params = server_params(cli_env, "--toolset", "all")
+        async with Client(params, client_info=Implementation(name=CLIENT, version="1")) as client:
+            seen["names"] = {t.name for t in (await client.list_tools()).tools}
+
+    anyio.run(session)
+    assert {a.name for a in manifest.actions} <= seen["names"]
+    parse = build_parser().parse_args
+    assert listing_path(parse(["mcp", "--all-actions"])) != listing_path(parse(["mcp"]))
+    assert listing_path(parse(["mcp", "--all-actions"])).exists()

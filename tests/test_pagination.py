@@ -188,7 +188,12 @@ def test_every_catalog_listing_pages(port: Port) -> None:
     modes = {a.name: paging_mode(a) for a in port.manifest.actions}
     assert modes["search-content"] == "cursor" and modes["list-spaces"] == "cursor"
     assert modes["get-page"] is None and modes["update-page"] is None
-    assert sum(1 for m in modes.values() if m) >= 25
+    assert sum(1 for m in modes.values() if m) >= 30
+    for tree in ("list-page-descendants", "list-folder-direct-children", "list-folder-descendants",
+                 "list-whiteboard-direct-children", "list-database-direct-children"):  # fmt: skip
+        assert modes[tree] == "cursor", tree
+    assert modes["list-templates"] == "start"  # v1: start/limit
+    assert modes["get-page-by-title"] is None and modes["get-users"] is None
 
 
 # -- the CLI -------------------------------------------------------------------------------

@@ -77,6 +77,11 @@ MIN_EXAMPLES = 2_000
 
 ALLOWED_EXITS = frozenset({0, 2, 3, 4, 5})
 _PRE_READ_TRANSFORMS = frozenset({"page-diff"})
+# Runner-built writes that read once before their request can be built (issue 17: a space
+# key resolved to its id, a template's body), the action they read with, and the rules of
+# the refusals only that read can show.
+_WRITE_PRE_READS = {"space-key": "list-spaces", "page-from-template": "get-template"}
+_READ_SHOWN_RULES = frozenset({"exists", "template"})
 
 # No "explain" phase: it re-runs a failing example many times to annotate it, which
 # costs more than it tells here (each example already names its mutations).
@@ -234,6 +239,7 @@ def _runner_only_rule(violation: dict[str, Any]) -> bool:
         or rule in ("truncated", "xml")  # a cut copy; text storage (XML) cannot hold
         or (rule in ("required", "not") and re.search(r"\bop\b", message) is not None)
         or rule in _AFTER_READ_RULES
+        or rule in _READ_SHOWN_RULES  # a space key no space has; a template without a body
     )
 
 
@@ -246,6 +252,14 @@ def _refused_after_read(action: Action | None, outcome: Outcome) -> bool:
         return False
     violations = (outcome.error or {}).get("violations") or []
     return bool(violations) and all(v.get("rule") in _AFTER_READ_RULES for v in violations)
+
+
+def _refused_for_what_it_read(action: Action | None, outcome: Outcome) -> bool:
+    """A runner-built write refused for what its one read showed (no such space key)."""
+    if action is None or action.transform not in _WRITE_PRE_READS or outcome.code != 2:
+        return False
+    violations = (outcome.error or {}).get("violations") or []
+    return bool(violations) and all(v.get("rule") in _READ_SHOWN_RULES for v in violations)
 
 
 def _check_contract(world: World, exchange: Any) -> None:
@@ -279,7 +293,14 @@ def check_example(world: World, action: Action | None, name: str, case: Case,
     # made only the one read it needed).
     if outcome.code in (2, 3):
         sent = [f"{e.method} {e.path}" for e in exchanges]
-        if _refused_after_read(action, outcome):
+        if _refused_for_what_it_read(action, outcome):
+            assert action is not None and action.transform is not None
+            read_route = _route_regex(ACTIONS[_WRITE_PRE_READS[action.transform]].route)
+            assert received == 1, f"[refused-extra-reads] {where}; sent {sent}"
+            assert all(e.method == "GET" and read_route.match(e.path) for e in exchanges), (
+                f"[refused-but-sent] {where}; sent {sent}"
+            )
+        elif _refused_after_read(action, outcome):
             assert action is not None and action.update is not None
             read_route = _route_regex(ACTIONS[action.update.read].route)
             assert received <= 1, f"[refused-extra-reads] {where}; sent {sent}"
@@ -297,6 +318,10 @@ def check_example(world: World, action: Action | None, name: str, case: Case,
         reads = [e for e in exchanges if e.method == "GET"]
         if action.update is not None:
             read_route = _route_regex(ACTIONS[action.update.read].route)
+            assert len(reads) <= 1, f"[held-extra-reads] {where}"
+            assert all(read_route.match(e.path) for e in reads), f"[held-odd-read] {where}"
+        elif action.transform in _WRITE_PRE_READS:
+            read_route = _route_regex(ACTIONS[_WRITE_PRE_READS[action.transform]].route)
             assert len(reads) <= 1, f"[held-extra-reads] {where}"
             assert all(read_route.match(e.path) for e in reads), f"[held-odd-read] {where}"
         elif action.transform not in _PRE_READ_TRANSFORMS:

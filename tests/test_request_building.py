@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harbor_confluence.errors import ConfigError, InputError
 from harbor_confluence.executor import default_manifest_path
 from harbor_confluence.manifest import Manifest, load_manifest
-from harbor_confluence.request import RequestBuilder, Target
+from harbor_confluence.request import RequestBuilder, Target, _encode_query, canonical_json
 from harbor_confluence.validation import InputValidator
 
 
@@ -155,3 +159,96 @@ def test_fingerprint_binds_method_url_and_body(manifest: Manifest) -> None:
     c = builder.build(target, {"query": {}, "body": {"spaceId": "1", "title": "b"}})
     assert a.fingerprint == b.fingerprint != c.fingerprint
     assert a.body == b'{"spaceId":"1","title":"a"}'
+
+
+# Fingerprints of requests built before route compilation: tickets already in a queue are
+# sealed with them, so building the same request must give the same bytes and digest.
+@pytest.mark.parametrize(
+    ("name", "data", "url", "fingerprint"),
+    [
+        (
+            "get-page",
+            {"path": {"id": "98305"}, "query": {"body-format": "storage"}},
+            "https://acme.atlassian.net/wiki/api/v2/pages/98305?body-format=storage",
+            "39d6aebea10797be776319647c920ab72daf7cd50b2e771336ff576a08ea916b",
+        ),
+        (
+            "create-page",
+            {"body": {"spaceId": "1", "title": "Ünïcode & co",
+                      "body": {"representation": "storage", "value": "<p>x</p>"}}},
+            "https://acme.atlassian.net/wiki/api/v2/pages",
+            "71fdac2ee38fd939755c48a31a79d48a1d0d6e9a85c7c5bb0f37fa2bb876cda6",
+        ),
+        (
+            "remove-label",
+            {"path": {"id": "7", "label": "a-b"}},
+            "https://acme.atlassian.net/wiki/rest/api/content/7/label/a-b",
+            "fdb0e7e2911c0167affdbd3a2c2e1788735b81503cd604cc97c5faeefe38b241",
+        ),
+    ],
+)  # fmt: skip
+def test_fingerprints_are_stable(
+    manifest: Manifest, name: str, data: Any, url: str, fingerprint: str
+) -> None:
+    action = manifest.action(name)
+    clean = InputValidator(action).validate(data)
+    prepared = RequestBuilder(action).build(Target.parse("https://acme.atlassian.net"), clean)
+    assert (prepared.url, prepared.fingerprint) == (url, fingerprint)
+
+
+def test_multipart_requests_keep_their_headers_and_fingerprint(manifest: Manifest) -> None:
+    action = manifest.action("upload-attachment")
+    builder = RequestBuilder(action)
+    target = Target.parse("https://acme.atlassian.net")
+    data = {"path": {"id": "7"}, "body": {"file": {"filename": "a.txt", "contentBase64": "aGk="},
+                                          "comment": "x"}}  # fmt: skip
+    first = builder.build(target, InputValidator(action).validate(data))
+    assert first.url == "https://acme.atlassian.net/wiki/rest/api/content/7/child/attachment"
+    assert first.fingerprint == "a496a3d766a59512117bd8f805f4fc1a1154835665155082738b738132b501b7"
+    assert first.headers == {"X-Atlassian-Token": "no-check"}
+    first.headers["X-Other"] = "1"  # each request has its own headers dict
+    second = builder.build(target, InputValidator(action).validate(data))
+    assert second.headers == {"X-Atlassian-Token": "no-check"}
+
+
+def test_values_that_leave_their_segment_are_refused(manifest: Manifest) -> None:
+    builder = RequestBuilder(manifest.action("get-page"))
+    target = Target.parse("https://acme.atlassian.net")
+    for bad in ("", ".", ".."):
+        with pytest.raises(InputError) as info:
+            builder.build(target, {"path": {"id": bad}, "query": {}})
+        assert [(v.field, v.rule) for v in info.value.violations] == [("path", "route")]
+    built = builder.build(target, {"path": {"id": "a/../b"}, "query": {}})
+    assert built.url == "https://acme.atlassian.net/wiki/api/v2/pages/a%2F..%2Fb"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON)
+def test_canonical_json_is_the_sorted_compact_dump(value: Any) -> None:
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(value) == expected.encode()
+
+
+QUERY_VALUE = st.text() | st.integers() | st.booleans()
+
+
+@settings(max_examples=200, deadline=None)
+@given(query=st.dictionaries(st.text(), QUERY_VALUE | st.lists(QUERY_VALUE, max_size=3)))
+def test_query_encoding_quotes_every_name_and_value(query: dict[str, Any]) -> None:
+    def scalar(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+    expected = "&".join(
+        f"{quote(k, safe='-_.~')}={quote(scalar(v), safe='-_.~')}"
+        for k in sorted(query)
+        for v in (query[k] if isinstance(query[k], list) else [query[k]])
+    )
+    assert _encode_query(query) == expected
+    assert _encode_query(query, {k: quote(k, safe="") for k in query}) == expected

@@ -157,7 +157,7 @@ def test_extra_pages_are_generated_into_eng(checker: ContractChecker) -> None:
         responses = walk(client, PAGES, {"space-id": ENG, "limit": 250})
         ids = [int(item["id"]) for r in responses for item in r.json()["results"]]
         assert len(responses) == 3
-        assert len(ids) == len(set(ids)) == 17 + 600  # ENG: 18 seed pages, 1 trashed
+        assert len(ids) == len(set(ids)) == 18 + 600  # ENG: 19 seed pages, 1 trashed
         assert sum(1 for i in ids if i >= 1_000_001) == 600
         verify_contract(sim, checker)
 
@@ -573,7 +573,12 @@ def test_seed_has_three_realistic_spaces(
         by_id = {p["id"]: p for p in pages}
         roots = [p for p in pages if "parentId" not in p]
         assert [p["id"] for p in roots] == [space["homepageId"]]
-        assert all(p["parentId"] in by_id for p in pages if "parentId" in p), "parents form a tree"
+        in_pages = [p for p in pages if p.get("parentType") == "page"]
+        assert all(p["parentId"] in by_id for p in in_pages), "parents form a tree"
+        for page in (p for p in pages if p.get("parentType") == "folder"):
+            folder = client.get(f"/wiki/api/v2/folders/{page['parentId']}").json()
+            assert folder["spaceId"] == space["id"], "a page in a folder stays in the space"
+        assert all(p.get("parentType") in ("page", "folder") for p in pages if "parentId" in p)
         assert any(p["version"]["number"] > 1 for p in pages)
         assert all(p["body"]["storage"]["value"].startswith("<") for p in pages)
     verify_contract(simulator, checker)

@@ -316,7 +316,8 @@ def test_children_and_ancestors(
     by_title = client.get(f"{PAGES}/{ADRS}/direct-children", params={"sort": "-title"})
     assert ids(by_title.json()["results"]) == ["98311", "98310", "98309"]
     paged = walk(client, f"{PAGES}/98305/direct-children", {"limit": 2})
-    assert len(paged) == len({c["id"] for c in paged}) == 6  # home's live children
+    assert len(paged) == len({c["id"] for c in paged}) == 7  # home's live children
+    assert {c["type"] for c in paged} == {"page", "folder"}  # 6 pages, the handbook folder
     assert "98321" in ids(paged)  # archived children are listed
     assert "98322" not in ids(paged)  # trashed ones are not
 
@@ -780,7 +781,16 @@ def test_attachments_v2_list_get_delete(
 ) -> None:
     everything = walk(client, f"{V2}/attachments", {"limit": 2})
     # by creation date: the trashed att425990 is left out
-    assert ids(everything) == ["att425985", "att425987", "att425986", "att425989", "att425988"]
+    assert ids(everything) == [
+        "att425985",
+        "att425987",
+        "att425986",
+        "att425992",
+        "att425989",
+        "att425991",
+        "att425988",
+        "att425993",
+    ]
     pngs = client.get(f"{V2}/attachments", params={"mediaType": "image/png"}).json()["results"]
     assert ids(pngs) == ["att425985", "att425989"]
     named = client.get(f"{V2}/attachments", params={"filename": "rota-2024.csv"}).json()

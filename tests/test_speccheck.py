@@ -76,6 +76,40 @@ def test_every_packaged_starter_action_conforms(v2: dict[str, Any], v1: dict[str
         assert check_action(m.action(name), v2, v1) == [], name
 
 
+def test_issue_17_actions_conform_and_stay_narrow(v2: dict[str, Any], v1: dict[str, Any]) -> None:
+    """The new v1 actions conform as declared; the obvious widenings do not."""
+    m = load_manifest(default_manifest_path())
+    for name in (
+        "move-page",
+        "copy-page",
+        "get-page-by-title",
+        "get-users",
+        "list-templates",
+        "restore-page-version",
+        "upload-attachment-version",
+        "list-page-descendants",
+    ):
+        assert check_action(m.action(name), v2, v1) == [], name  # fmt: skip
+
+    def widened(name: str, where: str, prop: str, schema: dict[str, Any]) -> list[str]:
+        raw = m.action(name).model_dump(by_alias=True, exclude_none=True)
+        raw["parameters"][where]["properties"][prop] = schema
+        return check_action(Action.model_validate(raw), v2, v1)
+
+    # the bulk lookup's accountId is one string (comma-separated), not a repeated parameter
+    many = {"type": "array", "maxItems": 100, "items": {"type": "string", "pattern": "^a$"}}
+    assert widened("get-users", "query", "accountId", many) == [
+        "query.accountId: type array but the spec says string"
+    ]
+    deeper = {"type": "integer", "minimum": 1, "maximum": 11}
+    assert widened("list-page-descendants", "query", "depth", deeper) == [
+        "query.depth: maximum must be at most the spec's 10, not 11"
+    ]
+    anywhere = {"type": "string", "enum": ["before", "after", "append", "inside"]}
+    problems = widened("move-page", "path", "position", anywhere)
+    assert problems and "values ['inside'] are not allowed" in problems[0]
+
+
 def test_a_well_formed_action_conforms(v2: dict[str, Any]) -> None:
     assert check_action(action(), v2, None) == []
 

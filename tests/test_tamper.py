@@ -333,10 +333,11 @@ def write_lines(home: Path, lines: list[str]) -> None:
 
 
 def busy_log(port: Port, reads: int = 3) -> str:
-    """A held ticket, then some auto-sent reads (not fsynced, but anchored)."""
+    """A held ticket, then some auto-sent reads (not fsynced, but anchored), on disk."""
     ticket_id = hold(port)
     for _ in range(reads):
         assert port.call(*READ).ok
+    port.audit.flush()  # reads' records are written by the flusher within milliseconds
     return ticket_id
 
 
@@ -423,6 +424,7 @@ def test_whole_log_deleted_with_its_anchor_left_is_detected(qport: Port, home: P
 
 def test_reads_move_the_anchor(qport: Port, home: Path) -> None:
     assert qport.call(*READ).ok
+    qport.audit.flush()  # the read's record is written within milliseconds; now, for sure
     anchor = json.loads((home / "audit.head").read_text())
     last = json.loads(log_lines(home)[-1])
     assert last["event"] == "auto-sent"

@@ -34,7 +34,7 @@ from bench.simproc import SimProcess
 
 NUMBER = 3
 TITLE = "Concurrency"
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.95  # issue 14: async throughput / bare httpx.AsyncClient at 32 in flight
 CALLS = 1000
 CONCURRENCY = 32
 INPUT = {"path": {"id": PAGE_ID}}

@@ -119,6 +119,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
         from harbor_confluence.tools import tool_sizes
 
         sizes = tool_sizes(port, args.format, **filters(args))
+        served = _mcp_default(args, port)
+        sizes["mcp_default"] = served
         lines = [
             f"{args.format} tool definitions for {port.manifest.port.name}: "
             f"{sizes['actions_offered']} of {sizes['actions_total']} actions offered",
@@ -126,6 +128,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
                 f"  {shape:<10} {sizes[shape]['tools']:>3} tools  {sizes[shape]['bytes']:>7,} bytes"
                 for shape in SHAPES
             ),
+            f"  mcp default {served['tools']:>2} tools  {served['bytes']:>7,} bytes"
+            f"  (toolsets: {', '.join(served['toolsets']) or 'all'}; --all-actions for every one)",
             "  (bytes: the tool list as compact UTF-8 JSON)",
         ]
         emit(args, sizes, "\n".join(lines))
@@ -133,6 +137,24 @@ def cmd_tools(args: argparse.Namespace) -> int:
     definitions = toolkit_from_args(args, port).definitions(args.format)
     sys.stdout.write(json.dumps(definitions, indent=2, ensure_ascii=False) + "\n")
     return EXIT_OK
+
+
+def _mcp_default(args: argparse.Namespace, port: Port) -> dict[str, Any]:
+    """What ``harbor-confluence mcp`` lists by default with these filters: the whole
+    selection, or the toolsets that fit the context budget (``cli/mcp.py``)."""
+    from harbor_confluence.tools import encoded_size
+
+    from .mcp import scoped_toolkit
+
+    per_action = argparse.Namespace(**{**vars(args), "shape": "per-action", "all_actions": False})
+    kit = scoped_toolkit(per_action, port)
+    definitions = kit.definitions(args.format)
+    scoped = len(kit.actions) < len(toolkit_from_args(per_action, port).actions)
+    return {
+        "tools": len(definitions),
+        "bytes": encoded_size(definitions),
+        "toolsets": sorted({port.action(n).toolset for n in kit.actions}) if scoped else [],
+    }
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ and cell colours, code macro options) survives the edit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,9 @@ from .storage import Document, Node, cdata, escape_attr, escape_text, is_well_fo
 PAGE_SCHEME = "confluence-page:"
 #: Image source scheme for an attachment of the page: ``confluence-attachment:file.png``.
 ATTACHMENT_SCHEME = "confluence-attachment:"
+# A mention of a user by account id: ``[@Ann Lee](mention:557058:0b1c...)``.
+MENTION_SCHEME = "mention:"
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 
 _TITLE_SAFE = "-._~!$&'*+,;=:@"
 
@@ -445,6 +449,14 @@ class StorageWriter:
             # restore the original link, but keep the placeholders it contained as used
             self._inline_children(node, "a link")
             return original
+        if href.startswith(MENTION_SCHEME):
+            account = href[len(MENTION_SCHEME) :]
+            if not _ACCOUNT_ID.fullmatch(account):
+                raise EditingError(
+                    f"a mention needs an account id (letters, digits, ':', '_', '-'; at most "
+                    f"128), not {account[:40]!r}: write [@Name](mention:ACCOUNT_ID)"
+                )
+            return f'<ac:link><ri:user ri:account-id="{escape_attr(account)}"/></ac:link>'
         label = self._inline_children(node, "a link")
         if href.startswith(PAGE_SCHEME):
             space, title, anchor = parse_page_url(href)

@@ -13,8 +13,9 @@ policy, no queue.  The identity on every ticket and approval is the token's.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -155,26 +156,28 @@ class NodeClient(HttpClients):
         raise error_from_dict(error, int(data.get("exit_code") or EXIT_ERROR))
 
     def request(self, method: str, path: str, json: Any = None, params: Any = None) -> Any:
-        try:
+        with self._reaching():
             response = self.client.request(
                 method, path, json=json, params=params, headers=self._headers()
             )
-        except httpx.HTTPError as exc:
-            raise NodeUnavailable(
-                f"cannot reach the node at {self.where}: {type(exc).__name__}"
-            ) from None
         return self._answer(response)
 
     async def arequest(self, method: str, path: str, json: Any = None, params: Any = None) -> Any:
-        try:
+        with self._reaching():
             response = await self.aclient.request(
                 method, path, json=json, params=params, headers=self._headers()
             )
+        return self._answer(response)
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A node that cannot be reached is one error, whichever client tried."""
+        try:
+            yield
         except httpx.HTTPError as exc:
             raise NodeUnavailable(
                 f"cannot reach the node at {self.where}: {type(exc).__name__}"
             ) from None
-        return self._answer(response)
 
     # -- agent-facing -----------------------------------------------------------------
 
@@ -238,6 +241,7 @@ class NodeClient(HttpClients):
             max_items=max_items or DEFAULT_MAX_ITEMS,
             max_requests=max_requests or DEFAULT_MAX_REQUESTS,
             mode=mode,
+            acall=lambda action, page: self.acall(action, page),
         )
 
     def status(self, ticket_id: str) -> dict[str, Any]:

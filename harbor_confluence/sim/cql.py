@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 __all__ = [
     "FIELDS",
+    "USER_FIELDS",
     "And",
     "Clause",
     "CqlError",
@@ -35,6 +36,7 @@ __all__ = [
     "Value",
     "parse",
     "parse_date",
+    "parse_user_query",
     "tokenize",
 ]
 
@@ -191,9 +193,16 @@ def tokenize(cql: str) -> list[Token]:
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(
+        self,
+        tokens: list[Token],
+        fields: dict[str, tuple[str, ...]] | None = None,
+        types: tuple[str, ...] = TYPES,
+    ) -> None:
         self.tokens = tokens
         self.at = 0
+        self.fields = FIELDS if fields is None else fields
+        self.types = types
 
     @property
     def token(self) -> Token:
@@ -275,7 +284,7 @@ class _Parser:
             raise self.error("Expected a field name")
         self.take()
         field = ALIASES.get(token.text.lower(), token.text.lower())
-        if field not in FIELDS:
+        if field not in self.fields:
             raise CqlError(f"No field exists with the name '{token.text}'", token.position)
         op_token = self.token
         if self.keyword("in"):
@@ -291,7 +300,7 @@ class _Parser:
             op = self.take().text
         else:
             raise self.error(f"Expected an operator after '{token.text}'")
-        if op not in FIELDS[field]:
+        if op not in self.fields[field]:
             raise CqlError(
                 f"The operator '{op}' is not supported by field '{field}'", op_token.position
             )
@@ -323,19 +332,19 @@ class _Parser:
                 value = Value("word", token.text)
         else:
             raise self.error(f"Expected a value for field '{field}'")
-        _check_value(field, value, token.position)
+        _check_value(field, value, token.position, self.types)
         return value
 
 
-def _check_value(field: str, value: Value, position: int) -> None:
+def _check_value(field: str, value: Value, position: int, types: tuple[str, ...] = TYPES) -> None:
     """Field-specific literal checks, so nonsense is a 400 rather than an empty result."""
     if value.kind == "function":
         if field not in ("contributor", "creator"):
             raise CqlError(f"Function {value.text}() cannot be used with '{field}'", position)
         return
     text = value.text
-    if field == "type" and text not in TYPES:
-        raise CqlError(f"Unsupported type '{text}' (supported: {', '.join(TYPES)})", position)
+    if field == "type" and text not in types:
+        raise CqlError(f"Unsupported type '{text}' (supported: {', '.join(types)})", position)
     if field == "ancestor" and not (text.isascii() and text.isdigit()):
         raise CqlError(f"'ancestor' takes a content id, got '{text}'", position)
     if field == "id":
@@ -367,3 +376,17 @@ def parse_date(text: str, position: int = 0) -> tuple[str, bool]:
 def parse(cql: str) -> Query:
     """Parse a CQL string or raise :class:`CqlError`."""
     return _Parser(tokenize(cql)).query()
+
+
+# The fields of user search (GET /wiki/rest/api/search/user), where ``type`` is ``user``.
+USER_FIELDS: dict[str, tuple[str, ...]] = {
+    "type": _EQUALITY,
+    "user": _EQUALITY,
+    "user.accountid": _EQUALITY,
+    "user.fullname": ("~", "!~"),
+}
+
+
+def parse_user_query(cql: str) -> Query:
+    """Parse a user-search CQL string (USER_FIELDS only) or raise :class:`CqlError`."""
+    return _Parser(tokenize(cql), USER_FIELDS, ("user",)).query()

@@ -29,10 +29,13 @@ from urllib.parse import unquote
 from . import (
     v1_content,
     v1_content_read,
+    v1_pages,
     v1_search,
+    v1_users,
     v2_attachments,
     v2_blogposts,
     v2_comments,
+    v2_hierarchy,
     v2_misc,
     v2_pages,
     v2_properties,
@@ -70,6 +73,7 @@ def build_router() -> Router:
     """Every simulated operation. New API areas register here with one line."""
     router = Router()
     v2_pages.register(router)
+    v2_hierarchy.register(router)
     v2_spaces.register(router)
     v2_blogposts.register(router)
     v2_properties.register(router)
@@ -78,7 +82,16 @@ def build_router() -> Router:
     v2_misc.register(router)
     v1_content_read.register(router)
     v1_content.register(router)
+    v1_pages.register(router)
     v1_search.register(router)
+    v1_users.register(router)
+    return router
+
+
+def build_file_router() -> Router:
+    """Paths outside the REST APIs (attachment download links): no operation, no scope."""
+    router = Router()
+    v1_pages.file_routes(router)
     return router
 
 
@@ -91,6 +104,7 @@ class _BodyError(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # 64 clients connecting at once must not be refused (backlog 5)
 
     def __init__(self, address: tuple[str, int], simulator: Simulator) -> None:
         self.simulator = simulator
@@ -253,9 +267,12 @@ class Simulator:
         extra_pages: int = 0,
         *,
         log: Callable[[str], None] | None = None,
+        long_task_polls: int = 3,
     ) -> None:
         if extra_pages < 0:
             raise ValueError("extra_pages must be >= 0")
+        if long_task_polls < 1:
+            raise ValueError("long_task_polls must be >= 1")
         self.host = host
         self._requested_port = port
         self.email = email
@@ -264,12 +281,14 @@ class Simulator:
         self.account_id = account_id_for(email)
         self.store = Store()
         if seed:
-            seed_store(self.store, extra_pages)
+            seed_store(self.store, extra_pages, caller=self.account_id)
         elif extra_pages:
             raise ValueError("extra_pages needs seed=True (they go into the ENG space)")
         if self.store.user(self.account_id) is None:
             self.store.add_user(User(self.account_id, "Simulator User", email))
+        self.store.long_task_polls = long_task_polls
         self.router = build_router()
+        self.files = build_file_router()
         # Atlassian's identity side: accessible-resources, /oauth/token, the gateway.
         self.identity = Identity()
         if access_token is not None:
@@ -368,6 +387,17 @@ class Simulator:
         with self._lock:
             self._exchanges.clear()
             self._received = 0
+
+    @property
+    def long_task_polls(self) -> int:
+        """Status reads a page-hierarchy copy takes to finish (the copy runs on the last)."""
+        return self.store.long_task_polls
+
+    @long_task_polls.setter
+    def long_task_polls(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("long_task_polls must be >= 1")
+        self.store.long_task_polls = value
 
     @property
     def last_cql(self) -> CqlRecord | None:
@@ -494,6 +524,10 @@ class Simulator:
             )
         route_method = "GET" if method == "HEAD" else method
         match = self.router.match(route_method, unquote(path))
+        is_file = False
+        if match is None:
+            match = self.files.match(route_method, unquote(path))
+            is_file = match is not None
         if match is None:
             return ApiError(404, f"No route for {method} {path}").to_response(path)
         if isinstance(match, list):
@@ -501,7 +535,7 @@ class Simulator:
             return ApiError(
                 405, f"{method} is not allowed on {path}", None, [("Allow", allow)]
             ).to_response(path)
-        if isinstance(front, Gateway):
+        if isinstance(front, Gateway) and not is_file:
             denied = front.check(match.route.name)
             if denied is not None:
                 return denied

@@ -28,13 +28,16 @@ __all__ = [
     "DuplicateTitle",
     "Invalid",
     "Label",
+    "LongTask",
     "Missing",
+    "Node",
     "Page",
     "Property",
     "Space",
     "Store",
     "StoreError",
     "Task",
+    "Template",
     "UnknownParent",
     "UnknownSpace",
     "User",
@@ -120,6 +123,7 @@ class Page:
     owner_id: str | None = None
     last_owner_id: str | None = None
     kind: str = "page"
+    parent_type: str = "page"  # "folder" when the page sits in a folder
 
     @property
     def version(self) -> VersionInfo:
@@ -128,6 +132,70 @@ class Page:
     @property
     def modified_at(self) -> str:
         return self.versions[-1].created_at
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A folder, whiteboard or database: tree content the simulator holds without a body."""
+
+    id: int
+    kind: str  # "folder" | "whiteboard" | "database"
+    space_id: int
+    title: str
+    status: str
+    parent_id: int | None
+    parent_type: str | None  # "page" | "folder" | "whiteboard" | "database"
+    position: int
+    author_id: str
+    created_at: str
+    version: VersionInfo
+
+    @property
+    def owner_id(self) -> str:
+        return self.author_id
+
+    @property
+    def modified_at(self) -> str:
+        return self.version.created_at
+
+
+TreeItem = Page | Node
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A page template (``templateType`` page) of a space, or global when ``space_id`` is None."""
+
+    id: int
+    name: str
+    description: str
+    space_id: int | None
+    body: str  # storage XHTML
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LongTask:
+    """A page-hierarchy copy that completes after ``polls_needed`` status reads.
+
+    ``plan`` is (source page id, copied title) in parent-before-child order; ``copied``
+    holds the new ids once the copy ran.
+    """
+
+    id: int
+    source_id: int
+    destination_id: int
+    plan: tuple[tuple[int, str], ...]
+    options: frozenset[str]  # "attachments", "labels", "properties"
+    author_id: str
+    polls_needed: int
+    polls_done: int = 0
+    copied: tuple[int, ...] = ()
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.polls_done >= self.polls_needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +448,14 @@ class Store:
         self._next_task_id = 7_340_033
         self._revision = 0  # bumped by every write, so readers can cache derived views
         self.cql_history: deque[CqlRecord] = deque(maxlen=200)
+        self._nodes: dict[int, Node] = {}
+        self._templates: dict[int, Template] = {}
+        self._watches: set[tuple[str, int]] = set()  # (account id, content id)
+        self._views: dict[int, list[tuple[str, str]]] = {}  # content id -> (account, when)
+        self._long_tasks: dict[int, LongTask] = {}
+        self._next_long_task_id = 8_257_537
+        # Status reads until a page-hierarchy copy completes (Simulator(long_task_polls=...)).
+        self.long_task_polls = 3
 
     # -- seeding -------------------------------------------------------------------------
 
@@ -597,9 +673,13 @@ class Store:
             space = self._spaces.get(space_id)
             if space is None:
                 raise UnknownSpace(str(space_id))
+            parent_type = "page"
             if kind == "page":
                 if parent_id is not None:
-                    parent = self._pages.get(parent_id)
+                    parent: Page | Node | None = self._pages.get(parent_id)
+                    if parent is None:
+                        parent = self.node(parent_id, "folder")
+                        parent_type = "folder"
                     if parent is None or parent.space_id != space_id or parent.status != "current":
                         raise UnknownParent(str(parent_id))
                 elif not root_level:
@@ -629,6 +709,7 @@ class Store:
                 subtype=subtype,
                 owner_id=author_id,
                 kind=kind,
+                parent_type=parent_type,
             )
             self._container_dict(kind)[page.id] = page
             self._next_id += 1
@@ -1181,3 +1262,644 @@ class Store:
             if page.id not in records:
                 raise KeyError(page.id)
             records[page.id] = page
+
+    # -- tree content: folders, whiteboards, databases ------------------------------------------
+
+    def add_nodes(self, nodes: Iterable[Node]) -> None:
+        """Seed folders, whiteboards and databases (they share the content id sequence)."""
+        with self.lock:
+            self._revision += 1
+            for node in nodes:
+                self._nodes[node.id] = node
+                self._next_id = max(self._next_id, node.id + 1)
+
+    def node(self, node_id: int, kind: str | None = None) -> Node | None:
+        with self.lock:
+            node = self._nodes.get(node_id)
+            return node if node is not None and kind in (None, node.kind) else None
+
+    def nodes(self) -> list[Node]:
+        with self.lock:
+            return list(self._nodes.values())
+
+    def tree_item(self, item_id: int) -> TreeItem | None:
+        """A page, folder, whiteboard or database by id (ids are unique across them)."""
+        with self.lock:
+            return self._pages.get(item_id) or self._nodes.get(item_id)
+
+    def tree_children(self, parent_id: int) -> list[TreeItem]:
+        """Live (current or archived) children of any tree content, pages and nodes alike."""
+        with self.lock:
+            found: list[TreeItem] = [
+                p
+                for p in self._pages.values()
+                if p.parent_id == parent_id and p.status in ("current", "archived")
+            ]
+            found.extend(
+                n
+                for n in self._nodes.values()
+                if n.parent_id == parent_id and n.status in ("current", "archived")
+            )
+            return found
+
+    def descendants(self, root_id: int, depth: int) -> list[tuple[TreeItem, int]]:
+        """Live descendants down to ``depth`` levels, top to bottom: every item of level 1
+        (by child position), then level 2, and so on; each with its level."""
+        with self.lock:
+            found: list[tuple[TreeItem, int]] = []
+            level = [root_id]
+            for current in range(1, depth + 1):
+                below: list[TreeItem] = []
+                for parent in level:
+                    below.extend(
+                        sorted(self.tree_children(parent), key=lambda i: (i.position, i.id))
+                    )
+                found.extend((item, current) for item in below)
+                level = [item.id for item in below]
+                if not level:
+                    break
+            return found
+
+    def _ancestor_ids(self, item_id: int | None) -> list[int]:
+        """``item_id`` and every tree parent above it (pages and nodes)."""
+        chain: list[int] = []
+        cursor = item_id
+        while cursor is not None and cursor not in chain:
+            chain.append(cursor)
+            item = self._pages.get(cursor) or self._nodes.get(cursor)
+            cursor = item.parent_id if item is not None else None
+        return chain
+
+    def create_folder(
+        self, *, space_id: int, title: str, parent_id: int | None, author_id: str, now: str
+    ) -> Node:
+        """A folder at the top of the space's tree (under the homepage) or under a parent."""
+        with self.lock:
+            self._revision += 1
+            space = self._spaces.get(space_id)
+            if space is None:
+                raise UnknownSpace(str(space_id))
+            parent_type: str | None = None
+            if parent_id is None:
+                parent_id = space.homepage_id
+                parent_type = "page" if parent_id is not None else None
+            else:
+                parent = self._pages.get(parent_id) or self._nodes.get(parent_id)
+                if parent is None or parent.space_id != space_id or parent.status != "current":
+                    raise UnknownParent(str(parent_id))
+                parent_type = parent.kind
+            siblings = [i.position for i in self.tree_children(parent_id)] if parent_id else []
+            folder = Node(
+                id=self._next_id,
+                kind="folder",
+                space_id=space_id,
+                title=title,
+                status="current",
+                parent_id=parent_id,
+                parent_type=parent_type,
+                position=max(siblings, default=0) + 1,
+                author_id=author_id,
+                created_at=now,
+                version=VersionInfo(1, now, "", False, author_id, title, "", ""),
+            )
+            self._nodes[folder.id] = folder
+            self._next_id += 1
+            return folder
+
+    def trash_node(self, node_id: int, kind: str) -> None:
+        """Move a folder (whiteboard, database) to the trash; its children move up a level."""
+        with self.lock:
+            self._revision += 1
+            node = self._nodes.get(node_id)
+            if node is None or node.kind != kind or node.status not in ("current", "archived"):
+                raise Missing(f"{kind} {node_id}")
+            self._nodes[node_id] = replace(node, status="trashed")
+            for page in [p for p in self._pages.values() if p.parent_id == node_id]:
+                self._pages[page.id] = replace(
+                    page, parent_id=node.parent_id, parent_type=node.parent_type or "page"
+                )
+            for child in [n for n in self._nodes.values() if n.parent_id == node_id]:
+                self._nodes[child.id] = replace(
+                    child, parent_id=node.parent_id, parent_type=node.parent_type
+                )
+
+    # -- writes: moving, copying and restoring pages -------------------------------------------
+
+    def _subtree_pages(self, root: Page) -> list[Page]:
+        """``root`` and its descendant pages (any depth, through nodes), parent first."""
+        found = [root]
+        queue: list[int] = [root.id]
+        while queue:
+            parent = queue.pop(0)
+            for child in sorted(self.tree_children(parent), key=lambda i: (i.position, i.id)):
+                queue.append(child.id)
+                if isinstance(child, Page) and child.status == "current":
+                    found.append(child)
+        return found
+
+    def _renumber(self, siblings: list[TreeItem]) -> None:
+        """Give ``siblings`` positions 1000, 2000, ... in list order."""
+        for n, item in enumerate(siblings, start=1):
+            if isinstance(item, Page):
+                self._pages[item.id] = replace(self._pages[item.id], position=n * 1000)
+            else:
+                self._nodes[item.id] = replace(self._nodes[item.id], position=n * 1000)
+
+    def move_page(self, page_id: int, position: str, target_id: int) -> Page:
+        """v1 move: ``before``/``after`` the target (same parent), or ``append`` under it.
+
+        A move into another space takes the page's subtree along; titles must be free
+        there. Moving a page below itself is refused. The version does not change.
+        """
+        with self.lock:
+            self._revision += 1
+            page = self._pages.get(page_id)
+            target = self._pages.get(target_id)
+            if page is None or page.status != "current":
+                raise Missing(f"page {page_id}")
+            if target is None or target.status != "current":
+                raise Missing(f"page {target_id}")
+            if target_id == page_id:
+                raise Invalid(f"Page {page_id} cannot be moved relative to itself")
+            parent_id: int | None
+            if position == "append":
+                parent_id, parent_type = target.id, "page"
+            else:
+                parent_id, parent_type = target.parent_id, target.parent_type
+            if page_id in self._ancestor_ids(parent_id):
+                raise Invalid(
+                    f"Page {page_id} cannot be moved below itself: {target_id} is the page "
+                    "or one of its descendants"
+                )
+            moving = self._subtree_pages(page)
+            if target.space_id != page.space_id:
+                space = self._spaces[target.space_id]
+                moving_ids = {p.id for p in moving}
+                for item in moving:
+                    folded = item.title.casefold()
+                    clash = next(
+                        (
+                            o
+                            for o in self._pages.values()
+                            if o.space_id == space.id
+                            and o.status == "current"
+                            and o.id not in moving_ids
+                            and o.title.casefold() == folded
+                        ),
+                        None,
+                    )
+                    if clash is not None:
+                        raise DuplicateTitle(item.title, space.key, clash.id)
+                for item in moving:
+                    self._pages[item.id] = replace(self._pages[item.id], space_id=space.id)
+            moved = replace(
+                self._pages[page_id],
+                parent_id=parent_id,
+                parent_type=parent_type if parent_id is not None else "page",
+            )
+            self._pages[page_id] = moved
+            siblings = (
+                self.tree_children(parent_id)
+                if parent_id is not None
+                else [
+                    p
+                    for p in self._pages.values()
+                    if p.parent_id is None and p.space_id == target.space_id
+                ]
+            )
+            ordered = sorted(
+                (s for s in siblings if s.id != page_id), key=lambda i: (i.position, i.id)
+            )
+            if position == "append":
+                ordered.append(moved)
+            else:
+                at = next(n for n, s in enumerate(ordered) if s.id == target_id)
+                ordered.insert(at if position == "before" else at + 1, moved)
+            self._renumber(ordered)
+            return self._pages[page_id]
+
+    def _copy_extras(self, source: Page, copy: Page, options: frozenset[str], now: str) -> None:
+        """Attachments and properties of ``source`` copied onto ``copy`` (new ids)."""
+        if "attachments" in options:
+            for attachment in [
+                a
+                for a in self._attachments.values()
+                if a.container_type == "page"
+                and a.container_id == source.id
+                and a.status == "current"
+            ]:
+                first = VersionInfo(
+                    1, now, attachment.comment, False, copy.author_id, attachment.title, "", ""
+                )
+                self._attachments[self._next_id] = replace(
+                    attachment,
+                    id=self._next_id,
+                    container_id=copy.id,
+                    file_id=str(uuid.uuid4()),
+                    author_id=copy.author_id,
+                    created_at=now,
+                    versions=(first,),
+                )
+                self._next_id += 1
+        if "properties" in options:
+            for prop in [
+                p
+                for p in self._properties.values()
+                if p.owner_type == "page" and p.owner_id == source.id
+            ]:
+                self._properties[self._next_property_id] = replace(
+                    prop,
+                    id=self._next_property_id,
+                    owner_id=copy.id,
+                    created_at=now,
+                    created_by=copy.author_id,
+                    version=1,
+                    version_at=now,
+                    version_by=copy.author_id,
+                    version_message="",
+                )
+                self._next_property_id += 1
+
+    def _new_copy(
+        self,
+        source: Page,
+        *,
+        space_id: int,
+        parent_id: int | None,
+        title: str,
+        body: tuple[str, str] | None,
+        options: frozenset[str],
+        author_id: str,
+        now: str,
+    ) -> Page:
+        representation, value = body or (source.body_representation, source.body_value)
+        siblings = [i.position for i in self.tree_children(parent_id)] if parent_id else []
+        copy = Page(
+            id=self._next_id,
+            space_id=space_id,
+            title=title,
+            status="current",
+            parent_id=parent_id,
+            position=max(siblings, default=0) + 1,
+            author_id=author_id,
+            created_at=now,
+            body_representation=representation,
+            body_value=value,
+            versions=(VersionInfo(1, now, "", False, author_id, title, representation, value),),
+            labels=source.labels if "labels" in options else (),
+            owner_id=author_id,
+        )
+        self._pages[copy.id] = copy
+        self._next_id += 1
+        for text in copy.labels:
+            self._label(*label_parts(text))
+        self._copy_extras(source, copy, options, now)
+        self._sync_tasks(copy, author_id, now, None)
+        return copy
+
+    def copy_page(
+        self,
+        page_id: int,
+        *,
+        destination: str,
+        value: str,
+        title: str | None,
+        body: tuple[str, str] | None,
+        options: frozenset[str],
+        author_id: str,
+        now: str,
+    ) -> Page:
+        """v1 single-page copy to a ``space`` (top level), under a ``parent_page``, or over
+        an ``existing_page`` (which gets a new version with the copied title and body)."""
+        with self.lock:
+            self._revision += 1
+            source = self._pages.get(page_id)
+            if source is None or source.status != "current":
+                raise Missing(f"page {page_id}")
+            new_title = title or source.title
+            if destination == "existing_page":
+                existing = self._pages.get(int(value)) if value.isdigit() else None
+                if existing is None or existing.status != "current":
+                    raise Missing(f"page {value}")
+                if existing.id == source.id:
+                    raise Invalid("A page cannot be copied over itself")
+                space = self._spaces[existing.space_id]
+                self._check_title("page", space, new_title, existing.id, existing.created_at)
+                representation, text = body or (source.body_representation, source.body_value)
+                entry = VersionInfo(
+                    existing.version.number + 1,
+                    now,
+                    f"Copied from {source.title}",
+                    False,
+                    author_id,
+                    new_title,
+                    representation,
+                    text,
+                )
+                updated = replace(
+                    existing,
+                    title=new_title,
+                    body_representation=representation,
+                    body_value=text,
+                    versions=(*existing.versions, entry),
+                )
+                self._pages[existing.id] = updated
+                self._sync_tasks(updated, author_id, now, author_id)
+                return updated
+            if destination == "space":
+                found = next((s for s in self._spaces.values() if s.key == value), None)
+                if found is None:
+                    raise UnknownSpace(value)
+                space, parent_id = found, None
+            else:
+                parent = self._pages.get(int(value)) if value.isdigit() else None
+                if parent is None or parent.status != "current":
+                    raise Missing(f"page {value}")
+                space, parent_id = self._spaces[parent.space_id], parent.id
+            self._check_title("page", space, new_title, None, now)
+            return self._new_copy(
+                source,
+                space_id=space.id,
+                parent_id=parent_id,
+                title=new_title,
+                body=body,
+                options=options,
+                author_id=author_id,
+                now=now,
+            )
+
+    def start_copy_tree(
+        self,
+        page_id: int,
+        *,
+        destination_id: int,
+        prefix: str,
+        search: str,
+        replacement: str,
+        options: frozenset[str],
+        author_id: str,
+    ) -> LongTask:
+        """Plan a page-hierarchy copy (checked now) that runs when its task completes."""
+        with self.lock:
+            self._revision += 1
+            source = self._pages.get(page_id)
+            if source is None or source.status != "current":
+                raise Missing(f"page {page_id}")
+            target = self._pages.get(destination_id)
+            if target is None or target.status != "current":
+                raise Missing(f"page {destination_id}")
+            pages = self._subtree_pages(source)
+            if destination_id in {p.id for p in pages}:
+                raise Invalid("A page hierarchy cannot be copied into itself")
+            renames = bool(prefix or search)
+            if target.space_id == source.space_id and not renames:
+                raise Invalid(
+                    "titleOptions (a prefix, or search and replace) are required to copy "
+                    "pages within the same space"
+                )
+            space = self._spaces[target.space_id]
+            plan = []
+            for page in pages:
+                title = page.title.replace(search, replacement) if search else page.title
+                title = f"{prefix}{title}"
+                self._check_title("page", space, title, None, page.created_at)
+                plan.append((page.id, title))
+            task = LongTask(
+                id=self._next_long_task_id,
+                source_id=page_id,
+                destination_id=destination_id,
+                plan=tuple(plan),
+                options=options,
+                author_id=author_id,
+                polls_needed=max(1, self.long_task_polls),
+            )
+            self._long_tasks[task.id] = task
+            self._next_long_task_id += 1
+            return task
+
+    def long_task(self, task_id: int) -> LongTask | None:
+        with self.lock:
+            return self._long_tasks.get(task_id)
+
+    def poll_long_task(self, task_id: int, now: str) -> LongTask:
+        """One status read: progress one step; the read that completes the task copies."""
+        with self.lock:
+            task = self._long_tasks.get(task_id)
+            if task is None:
+                raise Missing(f"long task {task_id}")
+            if task.finished:
+                return task
+            task = replace(task, polls_done=task.polls_done + 1)
+            if task.finished:
+                self._revision += 1
+                task = self._run_copy(task, now)
+            self._long_tasks[task_id] = task
+            return task
+
+    def _run_copy(self, task: LongTask, now: str) -> LongTask:
+        target = self._pages.get(task.destination_id)
+        if target is None or target.status != "current":
+            return replace(task, error=f"The destination page {task.destination_id} is gone")
+        space = self._spaces[target.space_id]
+        mapping: dict[int, int] = {}
+        copied: list[int] = []
+        for source_id, title in task.plan:
+            source = self._pages.get(source_id)
+            if source is None or source.status != "current":
+                continue  # deleted since the copy was asked for
+            # The nearest copied ancestor (folders are not copied); the root goes under
+            # the destination.
+            parent_id = next(
+                (mapping[a] for a in self._ancestor_ids(source.parent_id) if a in mapping),
+                task.destination_id,
+            )
+            try:
+                self._check_title("page", space, title, None, now)
+            except DuplicateTitle:
+                return replace(task, copied=tuple(copied), error=f"Title '{title}' is taken")
+            copy = self._new_copy(
+                source,
+                space_id=space.id,
+                parent_id=task.destination_id if source_id == task.source_id else parent_id,
+                title=title,
+                body=None,
+                options=task.options,
+                author_id=task.author_id,
+                now=now,
+            )
+            mapping[source_id] = copy.id
+            copied.append(copy.id)
+        return replace(task, copied=tuple(copied))
+
+    def restore_version(
+        self,
+        kind: str,
+        page_id: int,
+        *,
+        number: int,
+        message: str,
+        restore_title: bool,
+        author_id: str,
+        now: str,
+    ) -> Page:
+        """A new version (current + 1) whose body is version ``number``'s, and its title too
+        when ``restore_title``; the history is kept, as Confluence does."""
+        with self.lock:
+            self._revision += 1
+            records = self._container_dict(kind)
+            page = records.get(page_id)
+            if page is None or page.status not in ("current", "archived"):
+                raise Missing(f"{kind} {page_id}")
+            old = next((v for v in page.versions if v.number == number), None)
+            if old is None:
+                raise Invalid(f"Content {page_id} has no version {number}")
+            if number == page.version.number:
+                raise Invalid(f"Version {number} is the current version of {page_id}")
+            title = old.title if restore_title else page.title
+            if title != page.title and page.status == "current":
+                self._check_title(kind, self._spaces[page.space_id], title, page.id, now)
+            entry = VersionInfo(
+                page.version.number + 1,
+                now,
+                message,
+                False,
+                author_id,
+                title,
+                old.body_representation,
+                old.body_value,
+            )
+            updated = replace(
+                page,
+                title=title,
+                body_representation=old.body_representation,
+                body_value=old.body_value,
+                versions=(*page.versions, entry),
+            )
+            records[page_id] = updated
+            self._sync_tasks(updated, author_id, now, author_id)
+            return updated
+
+    # -- writes: attachment data, inline comment resolution --------------------------------------
+
+    def update_attachment_data(
+        self,
+        attachment_id: int,
+        *,
+        container_id: int,
+        data: bytes,
+        media_type: str,
+        comment: str | None,
+        minor_edit: bool,
+        author_id: str,
+        now: str,
+    ) -> Attachment:
+        """A new version of a live attachment: new bytes (and comment, when given)."""
+        with self.lock:
+            self._revision += 1
+            attachment = self._attachments.get(attachment_id)
+            if (
+                attachment is None
+                or attachment.container_id != container_id
+                or attachment.status != "current"
+            ):
+                raise Missing(f"attachment {attachment_id} on content {container_id}")
+            text = attachment.comment if comment is None else comment
+            entry = VersionInfo(
+                attachment.version.number + 1,
+                now,
+                comment or "",
+                minor_edit,
+                author_id,
+                attachment.title,
+                "",
+                "",
+            )
+            updated = replace(
+                attachment,
+                data=data,
+                media_type=media_type,
+                comment=text,
+                versions=(*attachment.versions, entry),
+            )
+            self._attachments[attachment_id] = updated
+            return updated
+
+    def set_resolution(
+        self, comment_id: int, *, resolved: bool, author_id: str, now: str
+    ) -> Comment:
+        """Resolve or reopen a top-level inline comment; matching its state changes nothing."""
+        with self.lock:
+            self._revision += 1
+            comment = self._comments.get(comment_id)
+            if comment is None or comment.kind != "inline":
+                raise Missing(f"comment {comment_id}")
+            if comment.parent_id is not None:
+                raise Invalid("Only top-level inline comments can be resolved or reopened")
+            state = comment.resolution_status or "open"
+            if state == "dangling":
+                raise Invalid("A dangling inline comment cannot be updated")
+            if resolved == (state == "resolved"):
+                return comment
+            updated = replace(
+                comment,
+                resolution_status="resolved" if resolved else "reopened",
+                resolution_modifier_id=author_id,
+                resolution_modified_at=now,
+            )
+            self._comments[comment_id] = updated
+            return updated
+
+    def mark_inline(self, comment_id: int, marker_ref: str, selection: str, body: str) -> None:
+        """Record an inline comment's marker; ``body`` is the container body with the marker
+        element around the selection (kept in the current version, as the editor does)."""
+        with self.lock:
+            self._revision += 1
+            comment = self._comments[comment_id]
+            self._comments[comment_id] = replace(
+                comment, marker_ref=marker_ref, original_selection=selection
+            )
+            records = self._container_dict(comment.container_type)
+            container = records.get(comment.container_id)
+            if container is not None and body != container.body_value:
+                last = replace(container.version, body_value=body)
+                records[container.id] = replace(
+                    container, body_value=body, versions=(*container.versions[:-1], last)
+                )
+
+    # -- templates, watches, views --------------------------------------------------------------
+
+    def add_templates(self, templates: Iterable[Template]) -> None:
+        with self.lock:
+            self._revision += 1
+            for template in templates:
+                self._templates[template.id] = template
+
+    def templates(self) -> list[Template]:
+        with self.lock:
+            return sorted(self._templates.values(), key=lambda t: t.id)
+
+    def template(self, template_id: int) -> Template | None:
+        with self.lock:
+            return self._templates.get(template_id)
+
+    def set_watch(self, account_id: str, content_id: int, watching: bool) -> None:
+        with self.lock:
+            self._revision += 1
+            if watching:
+                self._watches.add((account_id, content_id))
+            else:
+                self._watches.discard((account_id, content_id))
+
+    def watching(self, account_id: str, content_id: int) -> bool:
+        with self.lock:
+            return (account_id, content_id) in self._watches
+
+    def add_views(self, content_id: int, views: Iterable[tuple[str, str]]) -> None:
+        """Record page views as (account id, timestamp)."""
+        with self.lock:
+            self._revision += 1
+            self._views.setdefault(content_id, []).extend(views)
+
+    def views(self, content_id: int) -> list[tuple[str, str]]:
+        with self.lock:
+            return list(self._views.get(content_id, ()))

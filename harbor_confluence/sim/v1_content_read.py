@@ -26,7 +26,7 @@ from .v1_content import attachment_content_json
 from .v2_pages import page_links
 from .wire import ApiError, Query, SimRequest, SimResponse, bad_request, not_found, parse_id
 
-__all__ = ["content_json", "register"]
+__all__ = ["Expand", "content_json", "register", "version_json_v1"]
 
 API = "/wiki/rest/api"
 CONTEXT = "/wiki"
@@ -160,6 +160,9 @@ def _version_json(page: Page, ctx: Context) -> dict[str, Any]:
         "_expandable": {"collaborators": "", "content": f"/rest/api/content/{page.id}"},
         "_links": {"self": f"{ctx.base_url}/rest/api/content/{page.id}/version/{version.number}"},
     }
+
+
+version_json_v1 = _version_json  # the v1 ``Version`` of a page's current version
 
 
 def _history_json(page: Page, ctx: Context, expand: Expand) -> dict[str, Any]:

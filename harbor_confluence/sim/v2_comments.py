@@ -9,6 +9,9 @@ Per-container lists hold top-level comments only; replies come from ``/children`
 
 from __future__ import annotations
 
+import html
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -341,8 +344,12 @@ def register(router: Router) -> None:
         "GET", rf"{footer}/(?P<id>[^/]+)/children", "getFooterCommentChildren", list_children
     )
     router.add("GET", inline, "getInlineComments", list_all("inline"))
+    router.add("POST", inline, "createInlineComment", create_inline_comment)
     router.add(
         "GET", rf"{inline}/(?P<comment_id>[^/]+)", "getInlineCommentById", get_comment("inline")
+    )
+    router.add(
+        "PUT", rf"{inline}/(?P<comment_id>[^/]+)", "updateInlineComment", update_inline_comment
     )
     pages = rf"{API}/pages/(?P<id>[^/]+)"
     posts = rf"{API}/blogposts/(?P<id>[^/]+)"
@@ -364,3 +371,151 @@ def register(router: Router) -> None:
         "getBlogPostFooterComments",
         list_for_container("blogpost", "footer"),
     )
+
+
+# -- inline comments: create, reply, update and resolve -----------------------------------------
+
+_TAG_OR_TEXT = re.compile(r"<!\[CDATA\[.*?\]\]>|<[^>]*>|[^<]+", re.DOTALL)
+
+
+def _text_runs(storage: str) -> list[tuple[int, str]]:
+    """(offset in ``storage``, unescaped text) of each text run outside tags and CDATA."""
+    runs: list[tuple[int, str]] = []
+    for match in _TAG_OR_TEXT.finditer(storage):
+        chunk = match.group(0)
+        if not chunk.startswith("<"):
+            runs.append((match.start(), html.unescape(chunk)))
+    return runs
+
+
+def _marked(storage: str, selection: str, index: int, marker: str) -> tuple[int, str]:
+    """How often ``selection`` occurs in the body's text, and the body with occurrence
+    ``index`` wrapped in an inline-comment marker (unchanged when it spans elements)."""
+    runs = _text_runs(storage)
+    text = "".join(chunk for _, chunk in runs)
+    starts = [m.start() for m in re.finditer(re.escape(selection), text)]
+    if index >= len(starts):
+        return len(starts), storage
+    at, seen = starts[index], 0
+    for offset, chunk in runs:
+        if seen <= at and at + len(selection) <= seen + len(chunk):
+            raw = storage[offset : offset + len(storage)]
+            escaped = html.escape(selection, quote=False)
+            local = at - seen
+            prefix = html.escape(chunk[:local], quote=False)
+            if raw.startswith(prefix + escaped):
+                cut = offset + len(prefix)
+                wrapped = (
+                    f'<ac:inline-comment-marker ac:ref="{marker}">{escaped}'
+                    "</ac:inline-comment-marker>"
+                )
+                return len(starts), storage[:cut] + wrapped + storage[cut + len(escaped) :]
+            break
+        seen += len(chunk)
+    return len(starts), storage
+
+
+def _int_field(props: dict[str, Any], name: str) -> int:
+    value = props.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request(f"'inlineCommentProperties.{name}' must be a non-negative integer")
+    return value
+
+
+def create_inline_comment(req: SimRequest, ctx: Context) -> SimResponse:
+    """POST /inline-comments: top level on a page or blog post (the selection must occur in
+    its body, ``textSelectionMatchCount`` times), or a reply (``parentCommentId``)."""
+    payload = read_object(req)
+    given = [n for n in ("pageId", "blogPostId", "parentCommentId") if payload.get(n) is not None]
+    if len(given) != 1:
+        raise bad_request(
+            "Give exactly one of pageId, blogPostId or parentCommentId "
+            f"(got {', '.join(given) or 'none'})"
+        )
+    field = given[0]
+    target = digits(field, payload[field])
+    representation, value = read_body(payload.get("body"), required=True)
+    if not value.strip():
+        raise bad_request("A comment body cannot be empty")
+    props = payload.get("inlineCommentProperties")
+    container_type = {"pageId": "page", "blogPostId": "blogpost"}.get(field)
+    marked: tuple[str, str, str] | None = None
+    if container_type is None:
+        if props is not None:
+            raise bad_request("'inlineCommentProperties' is for top-level comments, not replies")
+    else:
+        container = visible_container(ctx, container_type, target)
+        if not isinstance(props, dict):
+            raise bad_request("'inlineCommentProperties' is required for a top-level comment")
+        selection = props.get("textSelection")
+        if not isinstance(selection, str) or not selection.strip():
+            raise bad_request("'inlineCommentProperties.textSelection' is required")
+        count = _int_field(props, "textSelectionMatchCount")
+        index = _int_field(props, "textSelectionMatchIndex")
+        if index >= count:
+            raise bad_request("'textSelectionMatchIndex' must be less than the match count")
+        marker = str(uuid.uuid4())
+        found, body = _marked(container.body_value, selection, index, marker)
+        if found == 0:
+            raise bad_request(
+                f"The text selection '{selection}' does not occur in {field} {target}"
+            )
+        if found != count:
+            raise bad_request(
+                f"'textSelectionMatchCount' is {count} but the selection occurs {found} times"
+            )
+        marked = (marker, selection, body)
+    with store_errors(ctx, f"{field} {target}"):
+        comment = ctx.store.create_comment(
+            kind="inline",
+            container_type=container_type,
+            container_id=None if container_type is None else target,
+            parent_id=target if container_type is None else None,
+            body_representation=representation,
+            body_value=value,
+            author_id=ctx.account_id,
+            now=now(),
+        )
+        if marked is not None:
+            ctx.store.mark_inline(comment.id, *marked)
+    stored = ctx.store.comment(comment.id) or comment
+    data = comment_json(ctx, stored, shape=INLINE, body_format=representation)
+    data["_links"]["base"] = ctx.base_url
+    location = f"{ctx.base_url}/api/v2/inline-comments/{comment.id}"
+    return SimResponse.json(data, 201, [("Location", location)])
+
+
+def update_inline_comment(req: SimRequest, ctx: Context) -> SimResponse:
+    """PUT /inline-comments/{comment-id}: version current + 1 (else 409); an optional new
+    body (else the current one is kept) and ``resolved`` true/false to resolve or reopen."""
+    comment = _find(ctx, "inline", req.params["comment_id"])
+    payload = read_object(req)
+    number, message = read_version(payload)
+    resolved = payload.get("resolved")
+    if resolved is not None and not isinstance(resolved, bool):
+        raise bad_request("'resolved' must be true or false")
+    if payload.get("body") is None:
+        representation, value = comment.body_representation, comment.body_value
+    else:
+        representation, value = read_body(payload["body"], required=True)
+    stamp = now()
+    with store_errors(ctx, f"Comment {comment.id}"):
+        if resolved is not None and comment.parent_id is not None:
+            raise bad_request("Only top-level inline comments can be resolved or reopened")
+        updated = ctx.store.update_comment(
+            comment.id,
+            kind="inline",
+            version=number,
+            message=message,
+            body_representation=representation,
+            body_value=value,
+            author_id=ctx.account_id,
+            now=stamp,
+        )
+        if resolved is not None:
+            updated = ctx.store.set_resolution(
+                comment.id, resolved=resolved, author_id=ctx.account_id, now=stamp
+            )
+    data = comment_json(ctx, updated, shape=INLINE, body_format=representation)
+    data["_links"]["base"] = ctx.base_url
+    return SimResponse.json(data)

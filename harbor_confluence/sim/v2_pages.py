@@ -90,7 +90,7 @@ def _common(page: Page, version: VersionInfo) -> dict[str, Any]:
     # "or null": a page without parent omits both rather than send an invalid null.
     if page.parent_id is not None:
         data["parentId"] = str(page.parent_id)
-        data["parentType"] = "page"
+        data["parentType"] = page.parent_type
     data.update(
         {
             "position": page.position,
@@ -507,52 +507,20 @@ def label_listing(
     )
 
 
-def _children_sorts() -> dict[str, Callable[[Page], SortKey]]:
-    return {
-        "created-date": lambda p: (p.created_at, p.id),
-        "id": lambda p: (p.id, p.id),
-        "modified-date": lambda p: (p.modified_at, p.id),
-        "child-position": lambda p: (p.position, p.id),
-        "title": lambda p: (p.title.casefold(), p.id),
-    }
-
-
-def direct_children(req: SimRequest, ctx: Context) -> SimResponse:
-    """GET /pages/{id}/direct-children: live child pages (ChildrenResponse), by position."""
-    page = visible_container(ctx, "page", parse_id("id", req.params["id"]))
-    kids = [c for c in ctx.store.children(page.id) if c.status in ("current", "archived")]
-    return listing(
-        req,
-        ctx,
-        kids,
-        sorts=_children_sorts(),
-        default_sort="child-position",
-        path=req.path,
-        render_item=lambda c: {
-            "id": str(c.id),
-            "status": c.status,
-            "title": c.title,
-            "type": "page",
-            "spaceId": str(c.space_id),
-            "childPosition": c.position,
-        },
-    )
-
-
 def ancestors(req: SimRequest, ctx: Context) -> SimResponse:
     """GET /pages/{id}/ancestors: top-to-bottom; ``limit`` keeps the nearest ones, and the
     caller continues from the first (highest) one, as the document describes."""
     page = visible_container(ctx, "page", parse_id("id", req.params["id"]))
     limit = req.query.integer("limit", default=25, minimum=1, maximum=250)
-    chain: list[Page] = []
+    chain: list[tuple[int, str]] = []
     parent_id = page.parent_id
     while parent_id is not None and len(chain) < limit:
-        parent = ctx.store.page(parent_id)
+        parent = ctx.store.tree_item(parent_id)
         if parent is None:
             break
-        chain.append(parent)
+        chain.append((parent.id, parent.kind))
         parent_id = parent.parent_id
-    results = [{"id": str(p.id), "type": "page"} for p in reversed(chain)]
+    results = [{"id": str(i), "type": kind} for i, kind in reversed(chain)]
     return SimResponse.json({"results": results, "_links": {"base": ctx.base_url}})
 
 
@@ -563,7 +531,6 @@ def register(router: Router) -> None:
     router.add("GET", p, "getPageById", get_container("page"))
     router.add("PUT", p, "updatePage", update_container("page"))
     router.add("DELETE", p, "deletePage", delete_container("page"))
-    router.add("GET", rf"{p}/direct-children", "getPageDirectChildren", direct_children)
     router.add("GET", rf"{p}/ancestors", "getPageAncestors", ancestors)
     router.add("GET", rf"{p}/versions", "getPageVersions", list_versions("page"))
     router.add(
