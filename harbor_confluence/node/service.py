@@ -95,8 +95,10 @@ class NodeService:
     def __init__(self, home: str | Path | None = None, *, port: Port | None = None) -> None:
         self.home = state_dir(home)
         self.identities = IdentityStore(self.home)
-        self.port = port if port is not None else Port.load(
-            home=self.home, requester="node", defer_read_audit=False
+        self.port = (
+            port
+            if port is not None
+            else Port.load(home=self.home, requester="node", defer_read_audit=False)
         )
         self._policy_lock = threading.Lock()
         self._generation = 0
