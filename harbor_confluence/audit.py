@@ -247,12 +247,17 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------
 
-    def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
+    def append(
+        self, event: str, *, durable: bool = True, defer: bool | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Append one record and return it (with ``seq``, ``ts``, ``prev`` and ``hash``).
 
         Thread- and process-safe, and group-committed: records appended by several threads
         at once go out in one batch (see :class:`_Group`).  A ``durable`` record is written
         and fsynced, with everything queued before it, before this returns.
+
+        ``defer`` (reads only; default: the log's ``defer_reads``) queues the record for
+        the flusher thread instead of writing it on this thread.
 
         ``durable=False`` is for auto-sent reads, which change nothing upstream: no fsync,
         and no wait while another thread is writing: the record is queued and that
@@ -273,7 +278,7 @@ class AuditLog:
         clean = redact(fields)
         item = _Pending(event, clean, durable, self.key)  # the key is loaded before queueing
         group = self._group
-        if not durable and self.defer_reads:
+        if not durable and (self.defer_reads if defer is None else defer):
             group.defer(item)
             return {"event": event, **clean}
         generation = group.submit(item)
@@ -428,7 +433,7 @@ class AuditLog:
 
 
 _MAX_BATCH = 256  # records per write: bounds one write(2), and one leader's turn
-LINGER = 0.002  # seconds a deferred read's record waits for others to share its write
+LINGER = 0.02  # seconds a deferred read's record waits for others to share its write
 
 
 class _Pending:

@@ -110,9 +110,10 @@ class Port(HttpClients):
     Going past either limit ends the call as an upstream error (a ``Result`` with
     ``error.type`` ``deadline`` or ``too_large``; an approved write then ends ``unknown``).
 
-    An auto-sent read's audit record is written by the log's flusher thread within a few
-    milliseconds (``defer_read_audit``; at the latest by :meth:`close` or exit), so a read
-    never waits on the file; every write's record is on disk before the write is sent.
+    An auto-sent read's audit record is written by the log's flusher thread within 20 ms
+    (``defer_read_audit``; at the latest by :meth:`close` or exit), so a read never waits
+    on the file; on an event loop it is written inline instead (a thread contending for
+    the GIL costs the loop more).  Every write's record is on disk before it is sent.
     """
 
     def __init__(
@@ -498,7 +499,8 @@ class Port(HttpClients):
         """
         try:
             self.audit.append(
-                "auto-sent", durable=prepared.method != "GET", action=prepared.action,
+                "auto-sent", durable=prepared.method != "GET", defer=_defer_reads_here(),
+                action=prepared.action,
                 rule=decision.rule, fingerprint=prepared.fingerprint, method=prepared.method,
                 status=result.status, ok=result.ok, requester=requester,
             )  # fmt: skip
@@ -677,6 +679,16 @@ class Port(HttpClients):
                 max_connections=ASYNC_CONNECTIONS, max_keepalive_connections=ASYNC_CONNECTIONS
             ),
         )
+
+
+def _defer_reads_here() -> bool | None:
+    """None (the log's own choice: deferred for a Port) off an event loop; False on one,
+    where a flusher thread contending for the GIL costs the loop more than the write."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return False
 
 
 def _read_json(caller: str, name: str, response: httpx.Response | SendFailure) -> Any:

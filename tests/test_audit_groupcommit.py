@@ -383,3 +383,16 @@ def test_deferred_reads_queued_at_exit_are_written(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
     assert _events_on_disk(path) == ["auto-sent"] * 50
     assert AuditLog(path).verify().ok
+
+
+def test_a_read_on_an_event_loop_is_written_before_acall_returns(port: Any, home: Path) -> None:
+    """On an event loop a read's record is written inline (no flusher thread competing
+    with the loop for the GIL); off one, a Port defers it to the flusher."""
+    import asyncio
+
+    async def read() -> None:
+        assert (await port.acall("get-page", {"path": {"id": "98305"}})).ok
+
+    asyncio.run(read())
+    assert _events_on_disk(home / "audit.jsonl")[-1] == "auto-sent"
+    assert port.audit.defer_reads is True  # the same port defers reads made off a loop

@@ -157,13 +157,16 @@ class PgAuditLog(AuditLog):
 
     # -- writing ------------------------------------------------------------------------
 
-    def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
+    def append(
+        self, event: str, *, durable: bool = True, defer: bool | None = None, **fields: Any
+    ) -> dict[str, Any]:
         """Append one record (after an ``audit-gap`` record if the anchor does not name the
         last one) and return it; committed before this returns.
 
         Threads of one node appending at the same moment share one transaction (group
         commit): the first becomes the leader and writes every record queued behind it
-        under one lock and one commit, then hands the lead to the next waiter.
+        under one lock and one commit, then hands the lead to the next waiter.  ``defer``
+        is accepted for the file log's interface and ignored: every record is committed.
         """
         if not event or not isinstance(event, str):
             raise ValueError("an audit event needs a name")
