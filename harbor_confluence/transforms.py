@@ -236,16 +236,12 @@ class SpaceKeyCreate(MarkdownCreate):
 
     def read_plan(self, action: Action, clean: dict[str, Any]) -> ReadPlan | None:
         body = clean.get("body") or {}
-        if "spaceKey" not in body or "spaceId" in body:
+        if "spaceKey" not in body:  # the schema takes exactly one of spaceId and spaceKey
             return None
         return ReadPlan(SPACES_READ, {"query": {"keys": [body["spaceKey"]], "limit": 1}})
 
     def compose(self, action: Action, clean: dict[str, Any], read: ReadOutcome) -> Composition:
         body = dict(clean.get("body") or {})
-        if ("spaceKey" in body) == ("spaceId" in body):
-            raise InputError(action.name, [Violation(
-                "body.spaceId", "required", "give the space as spaceId or as spaceKey (one)"
-            )])  # fmt: skip
         key = body.pop("spaceKey", None)
         if key is not None:
             space = _first_result(read)

@@ -18,6 +18,7 @@ import pytest
 
 from harbor_confluence.sim import Simulator
 from tests.contract import ContractChecker, ContractResult
+from tests.test_simulator_catalog import error_of, ids, storage, v1_error, walk
 
 EMAIL = "breadth@example.com"
 API_TOKEN = "sim-breadth-token-" + secrets.token_hex(6)
@@ -66,43 +67,6 @@ def verify_contract(
     assert exchanges, "the test made no request"
     wanted = [i if i >= 0 else len(exchanges) + i for i in invalid]
     return checker.check_exchanges(exchanges, invalid=wanted)
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    body = response.json()
-    assert set(body) == {"errors"}, body
-    (error,) = body["errors"]
-    assert error["status"] == response.status_code
-    return dict(error)
-
-
-def v1_error(response: httpx.Response) -> str:
-    body = response.json()
-    assert body["statusCode"] == response.status_code
-    return str(body["message"])
-
-
-def walk(client: httpx.Client, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    response = client.get(path, params=params)
-    for _ in range(100):
-        assert response.status_code == 200, response.text
-        body = response.json()
-        items.extend(body["results"])
-        nxt = body["_links"].get("next")
-        assert (nxt is None) == ("Link" not in response.headers)
-        if nxt is None:
-            return items
-        response = client.get(nxt)
-    raise AssertionError("pagination did not end")
-
-
-def ids(items: list[dict[str, Any]]) -> list[str]:
-    return [item["id"] for item in items]
-
-
-def storage(value: str) -> dict[str, str]:
-    return {"representation": "storage", "value": value}
 
 
 def page(client: httpx.Client, page_id: int | str, **params: Any) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
         from harbor_confluence.tools import tool_sizes
 
         sizes = tool_sizes(port, args.format, **filters(args))
-        served = _mcp_default(args, port)
+        served = _mcp_default(args, port, sizes["actions_offered"])
         sizes["mcp_default"] = served
         lines = [
             f"{args.format} tool definitions for {port.manifest.port.name}: "
@@ -139,9 +139,10 @@ def cmd_tools(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _mcp_default(args: argparse.Namespace, port: Port) -> dict[str, Any]:
+def _mcp_default(args: argparse.Namespace, port: Port, offered: int) -> dict[str, Any]:
     """What ``harbor-confluence mcp`` lists by default with these filters: the whole
-    selection, or the toolsets that fit the context budget (``cli/mcp.py``)."""
+    selection (``offered`` actions), or the toolsets that fit the context budget
+    (``cli/mcp.py``)."""
     from harbor_confluence.tools import encoded_size
 
     from .mcp import scoped_toolkit
@@ -149,7 +150,7 @@ def _mcp_default(args: argparse.Namespace, port: Port) -> dict[str, Any]:
     per_action = argparse.Namespace(**{**vars(args), "shape": "per-action", "all_actions": False})
     kit = scoped_toolkit(per_action, port)
     definitions = kit.definitions(args.format)
-    scoped = len(kit.actions) < len(toolkit_from_args(per_action, port).actions)
+    scoped = len(kit.actions) < offered
     return {
         "tools": len(definitions),
         "bytes": encoded_size(definitions),
