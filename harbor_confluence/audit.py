@@ -22,7 +22,9 @@ with one tail check, one write, one ``fsync`` when any record in it is durable, 
 anchor move.  A durable record is fsynced, with everything queued before it, before
 :meth:`AuditLog.append` returns; ``durable=False`` (reads) skips the fsync, not the
 anchor, and does not wait while another thread is writing (its record is written by that
-thread; readers, ``close`` and exit write what is queued first).  A hard crash can lose
+thread; readers, ``close`` and exit write what is queued first).  A log that defers
+reads (a ``Port``'s) queues them instead: off an event loop for a flusher thread, on one
+for a single write at the start of the loop's next iteration.  A hard crash can lose
 a read queued that way, never an acknowledged durable record.  Values that look like a
 credential are replaced with ``[redacted]`` before they are queued: no record holds a
 credential, and no record holds the key.
@@ -41,17 +43,21 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .documents import find_credentials
 from .errors import HarborError
 from .integrity import IntegrityKey
-from .request import canonical_json
+from .request import canonical_json, json_line
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "GAP_EVENT",
@@ -210,8 +216,9 @@ class AuditLog:
         self._group = _group_for(self.path)
         self._key = key
         # Reads' records (durable=False) are queued and written within LINGER seconds by
-        # the group's flusher thread (or sooner, by the next durable append, a reader, or
-        # exit), so a read's call never waits on the file.
+        # the group's flusher thread, or on an event loop by its next iteration (either
+        # sooner, by the next durable append, a reader, or exit), so a read's call never
+        # waits on the file.
         self.defer_reads = defer_reads
 
     @classmethod
@@ -257,7 +264,8 @@ class AuditLog:
         and fsynced, with everything queued before it, before this returns.
 
         ``defer`` (reads only; default: the log's ``defer_reads``) queues the record for
-        the flusher thread instead of writing it on this thread.
+        the flusher thread, or, called on an event loop, for the loop's next iteration,
+        instead of writing it here.
 
         ``durable=False`` is for auto-sent reads, which change nothing upstream: no fsync,
         and no wait while another thread is writing: the record is queued and that
@@ -279,7 +287,11 @@ class AuditLog:
         item = _Pending(event, clean, durable, self.key)  # the key is loaded before queueing
         group = self._group
         if not durable and (self.defer_reads if defer is None else defer):
-            group.defer(item)
+            loop = _running_loop()
+            if loop is None:
+                group.defer(item)
+            else:
+                group.defer_on_loop(item, loop)
             return {"event": event, **clean}
         generation = group.submit(item)
         if generation is not None:
@@ -493,6 +505,7 @@ class _Group:
         self.dir_ready = False
         self.kick = threading.Event()  # deferred records wait: the flusher writes them
         self.flusher: threading.Thread | None = None
+        self.loops_due: set[asyncio.AbstractEventLoop] = set()  # a batch write is scheduled
         # (inode, size) of the log when we last saw its end, and the record there: while
         # nobody else has appended, the next batch need not read the tail (nor the anchor).
         self.tail: tuple[tuple[int, int], dict[str, Any]] | None = None
@@ -520,6 +533,37 @@ class _Group:
                 )
                 self.flusher.start()
         self.kick.set()
+
+    def defer_on_loop(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``item``; the loop's next iteration writes everything queued, once.
+
+        Why not the flusher thread: on an event loop its JSON and MAC work contends with
+        the loop for the GIL, and a thread waiting for the GIL stalls the loop for up to
+        the switch interval.  Why not inline: a write per record is a file open, a lock
+        and two writes each; the reads of one iteration share them here.
+        """
+        with self.mu:
+            self.queue.append(item)
+            self.enqueued += 1
+            item.number = self.enqueued
+            if loop in self.loops_due:
+                return
+            self.loops_due.add(loop)
+        loop.call_soon(self._flush_on_loop, loop)
+
+    def _flush_on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self.mu:
+            self.loops_due.discard(loop)
+            if self.finished >= self.enqueued:
+                return
+            if self.leading:
+                # Another thread writes until the queue is empty, ours included (it
+                # checks the queue under this lock before it stops).  Taking the lead
+                # from it would wait for its batch, an fsync perhaps, on the loop.
+                return
+            generation = self._take_lead()
+        with contextlib.suppress(Exception):  # lead() logs lost records
+            self.lead(generation)
 
     def _flush_deferred(self) -> None:
         kick = self.kick
@@ -688,6 +732,12 @@ class _Group:
 _groups: dict[str, _Group] = {}
 _groups_guard = threading.Lock()
 _at_exit = False
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running on this thread, if any (asyncio is not imported for it)."""
+    aio = sys.modules.get("asyncio")
+    return None if aio is None else aio.events._get_running_loop()
 
 
 def _group_for(path: Path) -> _Group:
@@ -919,12 +969,8 @@ def anchor_problem(
     return None  # the anchor may lag by a record written just before a crash
 
 
-# What json.dumps(record, ensure_ascii=False, separators=(",", ":")) gives, built once.
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def _line(record: dict[str, Any]) -> bytes:
-    return (_LINE_ENCODER.encode(record) + "\n").encode()
+    return json_line(record) + b"\n"
 
 
 def _gap_reason(record: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,7 +23,7 @@ from .auth import Connection
 from .config import LocalConfig, state_dir
 from .credentials import Credential
 from .errors import ConfigError, HarborError, PolicyDenied, ReadFailed
-from .flow import Block, Flow, Send, adrive, drive
+from .flow import Block, Flow, LoopShare, Send, adrive, drive
 from .manifest import Action, Manifest, load_manifest
 from .pagination import DEFAULT_MAX_ITEMS, DEFAULT_MAX_REQUESTS, Pagination, paging_mode
 from .paths import default_manifest_path, default_policy_path, live_port_paths
@@ -43,13 +44,15 @@ from .transport import (
     SendFailure,
     asend,
     bound_by_deadline,
+    hold_sockets,
     send,
 )
 from .updates import ReadOutcome, ReadPlan, conflict_error
 from .validation import InputValidator
 
 T = TypeVar("T")
-ASYNC_CONNECTIONS = 64  # the async client's pool, and how many sends may wait in it
+ASYNC_CONNECTIONS = 64  # the async client's pool, and how many calls may be in progress
+LOOP_BUDGET = 0.001  # seconds of one loop iteration the runner's own work may take
 
 __all__ = [
     "ActionInfo",
@@ -159,8 +162,9 @@ class Port(HttpClients):
         self._compiled: dict[str, _Compiled] = {}
         self._target: Target | None = None
         self._bound: Credential | None = None
-        self._send_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._send_slots = weakref.WeakKeyDictionary()
+        self._shares: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopShare]
+        self._shares = weakref.WeakKeyDictionary()
+        self._last_share: LoopShare | None = None  # the share of the loop used last
         self._queue: ReviewQueue | None = None
         self._audit: AuditLog | None = None
 
@@ -270,17 +274,28 @@ class Port(HttpClients):
     def _drive(self, flow: Flow[T]) -> T:
         return drive(flow, self._send)
 
-    async def _adrive(self, flow: Flow[T]) -> T:
-        # At most ASYNC_CONNECTIONS calls run at once; the others wait here, before any
-        # work.  A thousand calls started together would otherwise each validate and
-        # build in the loop's first turn (a burst no timer can interrupt), and then queue
-        # inside httpcore's pool, which matches every waiting request against every
-        # connection on each change: both stall the event loop.  Waiting here is cheap.
-        async with self._slots():
+    async def _adrive(self, make: Callable[..., Flow[T]], *args: Any) -> T:
+        # At most ASYNC_CONNECTIONS calls run at once, and their own work takes at most
+        # LOOP_BUDGET of each loop iteration (flow.LoopShare).  A thousand calls started
+        # together would otherwise each validate and build in the loop's first turn, and
+        # then queue inside httpcore's pool, which matches every waiting request against
+        # every connection on each change: both stall the event loop.  A call that waits
+        # does nothing else first (its flow is made once it is admitted): a thousand of
+        # them cost the loop about a microsecond each.
+        share = self._share()
+        if (wait := share.enter()) is not None:
+            try:
+                await wait
+            except asyncio.CancelledError:
+                share.cancelled(wait)
+                raise
+        try:
             if self._bound is None:  # the first send reads the hidden store: not on the loop
                 with contextlib.suppress(HarborError):  # no credential: holding needs none
                     await asyncio.to_thread(self._auth)
-            return await adrive(flow, self._asend)
+            return await adrive(make(*args), self._asend, share)
+        finally:
+            share.leave()
 
     def _send(self, prepared: PreparedRequest) -> httpx.Response | SendFailure:
         return send(self.client, prepared, self._auth(), self._retry, self._limits)
@@ -288,12 +303,16 @@ class Port(HttpClients):
     async def _asend(self, prepared: PreparedRequest) -> httpx.Response | SendFailure:
         return await asend(self.aclient, prepared, self._auth(), self._retry, self._limits)
 
-    def _slots(self) -> asyncio.Semaphore:
+    def _share(self) -> LoopShare:
         loop = asyncio.get_running_loop()
-        slots = self._send_slots.get(loop)
-        if slots is None:
-            slots = self._send_slots[loop] = asyncio.Semaphore(ASYNC_CONNECTIONS)
-        return slots
+        share = self._last_share
+        if share is not None and share.loop is loop:
+            return share
+        share = self._shares.get(loop)
+        if share is None:
+            share = self._shares[loop] = LoopShare(loop, ASYNC_CONNECTIONS, LOOP_BUDGET)
+        self._last_share = share
+        return share
 
     def prepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
         """Validate, build and decide, without sending the request itself.
@@ -307,7 +326,7 @@ class Port(HttpClients):
 
     async def aprepare(self, name: str, data: Any = None) -> tuple[PreparedRequest, Decision]:
         """:meth:`prepare` on the event loop (its read and conversions do not block it)."""
-        return await self._adrive(self._prepare_flow(name, data))
+        return await self._adrive(self._prepare_flow, name, data)
 
     def _prepare_flow(self, name: str, data: Any) -> Flow[tuple[PreparedRequest, Decision]]:
         compiled = self._compiled_for(name)
@@ -499,8 +518,7 @@ class Port(HttpClients):
         """
         try:
             self.audit.append(
-                "auto-sent", durable=prepared.method != "GET", defer=_defer_reads_here(),
-                action=prepared.action,
+                "auto-sent", durable=prepared.method != "GET", action=prepared.action,
                 rule=decision.rule, fingerprint=prepared.fingerprint, method=prepared.method,
                 status=result.status, ok=result.ok, requester=requester,
             )  # fmt: skip
@@ -518,7 +536,7 @@ class Port(HttpClients):
     async def acall(self, name: str, data: Any = None, *, requester: str | None = None) -> Result:
         """:meth:`call` on the event loop: sends are awaited; the queue, the audit log's
         fsyncs and whole-body conversions run in worker threads."""
-        return await self._adrive(self._call_flow(name, data, requester))
+        return await self._adrive(self._call_flow, name, data, requester)
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         """A held request, as the operator sees it (never with a credential)."""
@@ -589,7 +607,7 @@ class Port(HttpClients):
 
     async def aexecute(self, ticket_id: str, *, operator: str | None = None) -> Ticket:
         """:meth:`execute` on the event loop (the queue's claim and finish in threads)."""
-        return await self._adrive(self._execute_flow(ticket_id, operator))
+        return await self._adrive(self._execute_flow, ticket_id, operator)
 
     def _execute_flow(self, ticket_id: str, operator: str | None) -> Flow[Ticket]:
         who = operator or default_operator()
@@ -671,24 +689,16 @@ class Port(HttpClients):
         return bound_by_deadline(client)  # every socket wait ends at the request's deadline
 
     def _new_aclient(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=self._timeout,
-            follow_redirects=False,
-            transport=self._async_transport,
-            limits=httpx.Limits(
-                max_connections=ASYNC_CONNECTIONS, max_keepalive_connections=ASYNC_CONNECTIONS
-            ),
+        return hold_sockets(
+            httpx.AsyncClient(
+                timeout=self._timeout,
+                follow_redirects=False,
+                transport=self._async_transport,
+                limits=httpx.Limits(
+                    max_connections=ASYNC_CONNECTIONS, max_keepalive_connections=ASYNC_CONNECTIONS
+                ),
+            )
         )
-
-
-def _defer_reads_here() -> bool | None:
-    """None (the log's own choice: deferred for a Port) off an event loop; False on one,
-    where a flusher thread contending for the GIL costs the loop more than the write."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return False
 
 
 def _read_json(caller: str, name: str, response: httpx.Response | SendFailure) -> Any:

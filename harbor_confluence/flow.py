@@ -18,6 +18,7 @@ being sent is recorded as ``unknown`` before the interrupt goes on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from .request import PreparedRequest
     from .transport import SendFailure
 
-__all__ = ["Block", "Flow", "Send", "Sleep", "Step", "adrive", "drive"]
+__all__ = ["Block", "Flow", "LoopShare", "Send", "Sleep", "Step", "adrive", "drive"]
 
 T = TypeVar("T")
 
@@ -113,13 +114,116 @@ def drive(flow: Flow[T], send: Sender) -> T:
     return run.result  # type: ignore[no-any-return]
 
 
-async def adrive(flow: Flow[T], asend: Callable[[PreparedRequest], Any]) -> T:
+async def adrive(
+    flow: Flow[T], asend: Callable[[PreparedRequest], Any], share: LoopShare | None = None
+) -> T:
     """Run ``flow`` on the running event loop: sends are awaited and blocking steps run
-    in a worker thread, so the loop never waits on a disk or a lock."""
+    in a worker thread, so the loop never waits on a disk or a lock.  With ``share``, the
+    flow's own work between steps waits for the loop's next iteration once that
+    iteration's budget is spent."""
     run = _Run(flow)
-    while (step := run.next()) is not None:
+    while True:
+        if share is not None and (wait := share.pace()) is not None:
+            await wait
+        if (step := run.next()) is None:
+            return run.result  # type: ignore[no-any-return]
         try:
             run.value = await _astep(step, asend)
         except BaseException as exc:  # an interrupt too: the flow records what it must
             run.error = exc
-    return run.result  # type: ignore[no-any-return]
+
+
+class LoopShare:
+    """How much of one event loop the calls of one runner may take.
+
+    Two bounds, both so that no other coroutine on the loop waits long:
+
+    - **admission**: at most ``slots`` calls in progress; the others wait at
+      :meth:`enter`, before any work (a future in a queue: about a microsecond each, so a
+      thousand calls started together cost the loop a millisecond, not their validation,
+      request building and connection set-up all in one iteration);
+    - **a budget per loop iteration**: a call about to run its own code (validation,
+      building, summarising) while this iteration has already spent ``budget`` seconds
+      on such work waits for the next iteration (:meth:`pace`).  Every iteration then
+      runs at most the budget plus one step, plus the network reads that completed.
+
+    Why not only fewer slots: the answers of all calls in flight can arrive together,
+    and each one's summary and audit record would then run in one iteration.
+    """
+
+    __slots__ = ("_closing", "_free", "_slice", "_waiting", "budget", "loop", "slots")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, slots: int, budget: float) -> None:
+        self.loop = loop
+        self.slots = slots
+        self._free = slots
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.budget = budget
+        self._slice = -1.0  # when this iteration's first paced step began; -1: none yet
+        self._closing = self._close_slice  # one bound method, scheduled per iteration
+
+    @property
+    def in_progress(self) -> int:
+        """Calls admitted and not yet over."""
+        return self.slots - self._free
+
+    @property
+    def waiting(self) -> int:
+        """Calls waiting to be admitted (cancelled ones may be counted until skipped)."""
+        return len(self._waiting)
+
+    # -- admission ---------------------------------------------------------------------
+
+    def enter(self) -> asyncio.Future[None] | None:
+        """None: admitted.  Otherwise a future to await; it is done when admitted."""
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return None
+        admitted: asyncio.Future[None] = self.loop.create_future()
+        self._waiting.append(admitted)
+        return admitted
+
+    def leave(self) -> None:
+        """A call is over: hand its slot to the longest waiting call still waiting."""
+        while self._waiting:
+            admitted = self._waiting.popleft()
+            if not admitted.done():  # a cancelled waiter is skipped
+                admitted.set_result(None)
+                return
+        self._free += 1
+
+    def cancelled(self, wait: asyncio.Future[None]) -> None:
+        """The call waiting on ``wait`` (from :meth:`enter`) was cancelled: if it had been
+        admitted meanwhile, its slot is handed on rather than lost."""
+        if wait.done() and not wait.cancelled():
+            self.leave()
+
+    # -- the budget per iteration --------------------------------------------------------
+
+    def pace(self) -> Any:
+        """None: go on in this iteration.  Otherwise an awaitable that returns in a later
+        iteration with a new budget."""
+        now = time.perf_counter()
+        if self._slice < 0:
+            self._open(now)
+            return None
+        if now - self._slice <= self.budget:
+            return None
+        return self._next_iteration()
+
+    def _open(self, now: float) -> None:
+        self._slice = now
+        self.loop.call_soon(self._closing)  # runs first in the next iteration
+
+    def _close_slice(self) -> None:
+        self._slice = -1.0
+
+    async def _next_iteration(self) -> None:
+        while True:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            if self._slice < 0:
+                self._open(now)
+                return
+            if now - self._slice <= self.budget:
+                return

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from .errors import EXIT_INVALID, ConfigError, InputError, Violation
 from .manifest import PLACEHOLDER_BASE_URL, Action
 from .multipart import Part, encode_form, file_from_input
@@ -45,11 +47,52 @@ def origin_of(url: str) -> str:
 # json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), without
 # building a new encoder on every call (json.dumps does when given options).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def canonical_json(value: Any) -> bytes:
-    """One byte form per JSON value, so fingerprints are stable."""
+    """One byte form per JSON value, so fingerprints are stable.
+
+    The form is ``json``'s (sorted keys, no spaces, UTF-8).  orjson writes the same bytes
+    for strings, 64-bit integers, booleans, null, lists and objects with string keys, ten
+    times faster, so it does whenever the value holds nothing else (a float's exponent is
+    written differently); ``tests/test_fast_paths.py`` checks the two agree.
+    """
+    if _orjson_exact(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer past 64 bits, a key that is not a string
+            pass
     return _CANONICAL.encode(value).encode()
+
+
+def json_line(value: Any) -> bytes:
+    """``json.dumps(value, ensure_ascii=False, separators=(",", ":"))`` as UTF-8 (keys in
+    insertion order), by orjson where its bytes are the same (see :func:`canonical_json`)."""
+    if _orjson_exact(value):
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            pass
+    return _LINE.encode(value).encode()
+
+
+def _orjson_exact(value: Any) -> bool:
+    """Whether orjson's bytes for ``value`` are ``json``'s: no floats, no other types."""
+    kind = type(value)
+    if kind is dict:
+        values: Any = value.values()
+    elif kind is list or kind is tuple:
+        values = value
+    else:
+        return kind is str or kind is int or kind is bool or value is None
+    for item in values:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if not _orjson_exact(item):
+            return False
+    return True
 
 
 class URLRefused(ConfigError):

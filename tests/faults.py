@@ -388,6 +388,10 @@ class FaultServer:
         self._accepting = False
         self._paused.wait(timeout=5)
 
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side (as an idle timeout does)."""
+        self._drop_connections()
+
     def _drop_connections(self) -> None:
         with self._lock:
             conns = list(self._conns)

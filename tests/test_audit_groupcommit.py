@@ -385,14 +385,31 @@ def test_deferred_reads_queued_at_exit_are_written(tmp_path: Path) -> None:
     assert AuditLog(path).verify().ok
 
 
-def test_a_read_on_an_event_loop_is_written_before_acall_returns(port: Any, home: Path) -> None:
-    """On an event loop a read's record is written inline (no flusher thread competing
-    with the loop for the GIL); off one, a Port defers it to the flusher."""
+def test_reads_on_an_event_loop_are_written_by_its_next_iteration(port: Any, home: Path) -> None:
+    """On an event loop a read's record is queued for the loop's next iteration, which
+    writes every record queued meanwhile at once: no flusher thread competes with the loop
+    for the GIL, and a batch of reads shares one write.  Off a loop, a Port defers reads
+    to the flusher thread."""
     import asyncio
 
-    async def read() -> None:
-        assert (await port.acall("get-page", {"path": {"id": "98305"}})).ok
+    log = home / "audit.jsonl"
 
-    asyncio.run(read())
-    assert _events_on_disk(home / "audit.jsonl")[-1] == "auto-sent"
+    async def reads() -> tuple[list[str], list[str]]:
+        calls = [port.acall("get-page", {"path": {"id": "98305"}}) for _ in range(8)]
+        assert all(r.ok for r in await asyncio.gather(*calls))
+        # The gather's wake-up is scheduled after the write: the records are on disk.
+        seen = _events_on_disk(log)
+        one = await port.acall("get-page", {"path": {"id": "98305"}})
+        assert one.ok
+        queued = _events_on_disk(log)  # same iteration: queued, not written yet
+        await asyncio.sleep(0)
+        return seen, [*queued, "|", *_events_on_disk(log)]
+
+    seen, after = asyncio.run(reads())
+    assert seen.count("auto-sent") == 8
+    cut = after.index("|")
+    assert after[:cut].count("auto-sent") == 8  # the ninth waits for the next iteration
+    assert after[cut + 1 :].count("auto-sent") == 9
+    assert port.audit._group.flusher is None  # no thread was started for them
+    assert port.audit.verify().ok
     assert port.audit.defer_reads is True  # the same port defers reads made off a loop

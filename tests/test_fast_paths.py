@@ -5,13 +5,16 @@ give exactly what those libraries give."""
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import jmespath
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from uritemplate import URITemplate
 
-from harbor_confluence.request import _SimpleTemplate, _template
+from harbor_confluence.request import _SimpleTemplate, _template, canonical_json, json_line
 from harbor_confluence.summary import _compile, _FieldPath
 
 DOCS: list[Any] = [
@@ -74,3 +77,36 @@ def test_simple_routes_expand_like_uritemplate(route: str) -> None:
 @pytest.mark.parametrize("route", ["/a/{+path}", "/a/{x,y}", "/a/{x*}", "/a/{?q}", "/a/{x:3}"])
 def test_other_templates_stay_with_uritemplate(route: str) -> None:
     assert isinstance(_template(route), URITemplate)
+
+
+# -- canonical JSON: orjson where its bytes are json's, json otherwise -------------------------
+
+_JSON_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)  # past 64 bits: json's form
+    | st.floats(allow_nan=False, allow_infinity=False)  # json's form, exponents included
+    | st.text()
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values)
+def test_canonical_json_is_the_json_modules_form(value: Any) -> None:
+    assert canonical_json(value) == _JSON_CANONICAL.encode(value).encode()
+    assert json_line(value) == _JSON_LINE.encode(value).encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": 1e16, "b": [1e-7]}, {"n": 2**64}, {"t": (1, "x")}, {"s": "\u2028\x00\x7f\U0001f600"}],
+)
+def test_canonical_json_where_orjson_would_differ_or_refuse(value: Any) -> None:
+    assert canonical_json(value) == _JSON_CANONICAL.encode(value).encode()

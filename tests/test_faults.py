@@ -465,3 +465,24 @@ def test_bare_httpx_would_hold_the_whole_body(fault: FaultServer) -> None:
     fault.default = faults.huge(64 * faults.MIB)
     with httpx.Client() as client:
         assert len(client.get(fault.url + "/wiki/api/v2/pages/1").content) == 64 * faults.MIB
+
+
+def test_async_pool_drops_a_keep_alive_connection_the_server_closed(
+    fault: FaultServer, home: Path
+) -> None:
+    """The async pool asks each idle connection whether its socket is readable (the
+    runner answers with one poll on the held socket): a connection the server closed
+    while idle is dropped, and the next read opens a new one instead of failing."""
+    import asyncio
+    import time
+
+    async def two_reads(port: Port) -> list[bool]:
+        first = await port.acall("get-page", {"path": {"id": "98305"}})
+        fault.drop_connections()
+        time.sleep(0.05)  # the close has reached the client's socket
+        second = await port.acall("get-page", {"path": {"id": "98305"}})
+        return [first.ok, second.ok]
+
+    with make_port(home, fault.url) as port:
+        assert asyncio.run(two_reads(port)) == [True, True]
+    assert fault.count("GET") == 2
