@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
 from harbor_confluence.sim import Simulator
 
 ENG, HOME = "65538", "98305"

@@ -11,8 +11,8 @@ import jmespath
 import pytest
 from uritemplate import URITemplate
 
-from harbor_confluence.request import _SimpleTemplate, _template
-from harbor_confluence.summary import _compile, _FieldPath
+from harbor_confluence.pipeline.request import _SimpleTemplate, _template
+from harbor_confluence.pipeline.summary import _compile, _FieldPath
 
 DOCS: list[Any] = [
     {"id": "1", "version": {"number": 3, "authorId": "u"}, "_links": {"webui": "/x"}},
