@@ -287,8 +287,8 @@ def state_home() -> Path:
 
 def make_port(base_url: str, **kwargs: Any) -> Any:
     """A Port on the packaged manifest and default policy with Basic auth for the simulator."""
-    from harbor_confluence.credentials import Credential
-    from harbor_confluence.executor import Port
+    from harbor_confluence.pipeline.executor import Port
+    from harbor_confluence.secrets.credentials import Credential
 
     credential = Credential.basic(EMAIL, API_TOKEN, "bench")
     return Port.load(

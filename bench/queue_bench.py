@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harbor_confluence.queue import ReviewQueue
-from harbor_confluence.request import PreparedRequest, canonical_json
+from harbor_confluence.pipeline.request import PreparedRequest, canonical_json
+from harbor_confluence.review.queue import ReviewQueue
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

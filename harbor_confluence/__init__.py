@@ -32,10 +32,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .audit import AuditError, AuditLog
-    from .catalog import CatalogRefused
-    from .credentials import Credential, ReconnectRequired
-    from .drafts import DraftDenied, DraftError
+    from .adapters.tools import Toolkit, ToolReply, ToolSpec
+    from .catalog.dock import CatalogRefused
+    from .catalog.drafts import DraftDenied, DraftError
     from .errors import (
         EXIT_DENIED,
         EXIT_ERROR,
@@ -55,13 +54,16 @@ if TYPE_CHECKING:
         RemoteError,
         Violation,
     )
-    from .executor import ActionInfo, Port
-    from .manifest import Action, Manifest, load_manifest
     from .node.client import NodeAudit, NodeClient, NodeReviews, connect
-    from .pagination import Pagination
     from .paths import default_manifest_path, default_policy_path, live_port_paths
-    from .policy import Decision, Policy, load_policy
-    from .queue import (
+    from .pipeline.executor import ActionInfo, Port
+    from .pipeline.manifest import Action, Manifest, load_manifest
+    from .pipeline.pagination import Pagination
+    from .pipeline.policy import Decision, Policy, load_policy
+    from .pipeline.request import PreparedRequest
+    from .pipeline.summary import Result
+    from .review.audit import AuditError, AuditLog
+    from .review.queue import (
         QueueError,
         QueueInputError,
         QueueRefused,
@@ -69,19 +71,17 @@ if TYPE_CHECKING:
         Ticket,
         TicketNotFound,
     )
-    from .request import PreparedRequest
-    from .reviews import Reviews
-    from .summary import Result
-    from .tools import Toolkit, ToolReply, ToolSpec
+    from .review.service import Reviews
+    from .secrets.credentials import Credential, ReconnectRequired
 
 __version__ = "0.1.0"
 
 _WHERE = {
-    "AuditLog": "audit",
+    "AuditLog": "review.audit",
     "ReadFailed": "errors",
-    "Pagination": "pagination",
+    "Pagination": "pipeline.pagination",
     "live_port_paths": "paths",
-    "Credential": "credentials",
+    "Credential": "secrets.credentials",
     "EXIT_DENIED": "errors",
     "EXIT_ERROR": "errors",
     "EXIT_HELD": "errors",
@@ -97,38 +97,38 @@ _WHERE = {
     "NodeClient": "node.client",
     "NodeReviews": "node.client",
     "connect": "node.client",
-    "QueueError": "queue",
-    "QueueInputError": "queue",
-    "AuditError": "audit",
-    "CatalogRefused": "catalog",
-    "DraftError": "drafts",
-    "DraftDenied": "drafts",
-    "ReconnectRequired": "credentials",
-    "QueueRefused": "queue",
-    "TicketNotFound": "queue",
-    "Reviews": "reviews",
+    "QueueError": "review.queue",
+    "QueueInputError": "review.queue",
+    "AuditError": "review.audit",
+    "CatalogRefused": "catalog.dock",
+    "DraftError": "catalog.drafts",
+    "DraftDenied": "catalog.drafts",
+    "ReconnectRequired": "secrets.credentials",
+    "QueueRefused": "review.queue",
+    "TicketNotFound": "review.queue",
+    "Reviews": "review.service",
     "HarborError": "errors",
     "InputError": "errors",
     "ManifestError": "errors",
     "PolicyDenied": "errors",
     "Violation": "errors",
-    "ActionInfo": "executor",
-    "Port": "executor",
+    "ActionInfo": "pipeline.executor",
+    "Port": "pipeline.executor",
     "default_manifest_path": "paths",
     "default_policy_path": "paths",
-    "Action": "manifest",
-    "Manifest": "manifest",
-    "load_manifest": "manifest",
-    "Decision": "policy",
-    "Policy": "policy",
-    "load_policy": "policy",
-    "ReviewQueue": "queue",
-    "Ticket": "queue",
-    "PreparedRequest": "request",
-    "Result": "summary",
-    "ToolReply": "tools",
-    "ToolSpec": "tools",
-    "Toolkit": "tools",
+    "Action": "pipeline.manifest",
+    "Manifest": "pipeline.manifest",
+    "load_manifest": "pipeline.manifest",
+    "Decision": "pipeline.policy",
+    "Policy": "pipeline.policy",
+    "load_policy": "pipeline.policy",
+    "ReviewQueue": "review.queue",
+    "Ticket": "review.queue",
+    "PreparedRequest": "pipeline.request",
+    "Result": "pipeline.summary",
+    "ToolReply": "adapters.tools",
+    "ToolSpec": "adapters.tools",
+    "Toolkit": "adapters.tools",
 }
 
 __all__ = [

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.credentials import Credential
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from typing import Any
 import jsonschema
 from hypothesis import strategies as st
 
-from harbor_confluence.manifest import Action
+from harbor_confluence.pipeline.manifest import Action
 from harbor_confluence.sim.seed import DECISION_TYPE, TIMELINE_TYPE, seed_store
 from harbor_confluence.sim.store import Store
 

@@ -8,9 +8,9 @@ import json
 import anyio
 import pytest
 
-from harbor_confluence.executor import Port
+from harbor_confluence.adapters.tools import Toolkit
+from harbor_confluence.pipeline.executor import Port
 from harbor_confluence.sim import Simulator
-from harbor_confluence.tools import Toolkit
 
 
 def test_langchain_tools(port: Port, sim: Simulator) -> None:

@@ -6,8 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from harbor_confluence.executor import Port
-from harbor_confluence.flow import LoopShare
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.flow import LoopShare
 from harbor_confluence.sim import Simulator
 
 ENG, HOME = "65538", "98305"

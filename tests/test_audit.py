@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harbor_confluence.audit import GENESIS, AuditError, AuditLog, record_hash
-from harbor_confluence.request import canonical_json
+from harbor_confluence.pipeline.request import canonical_json
+from harbor_confluence.review.audit import GENESIS, AuditError, AuditLog, record_hash
 from tests.conftest import CliResult, run_subprocess
 
 
@@ -170,7 +170,8 @@ def test_redaction_is_the_same_on_every_call(home: Path) -> None:
 def test_concurrent_appends_from_threads_and_processes(home: Path) -> None:
     audit = AuditLog.for_home(home)
     code = (
-        "import sys; from pathlib import Path; from harbor_confluence.audit import AuditLog\n"
+        "import sys; from pathlib import Path; "
+        "from harbor_confluence.review.audit import AuditLog\n"
         "a = AuditLog.for_home(Path(sys.argv[1]))\n"
         "for i in range(40): a.append('proc', worker=sys.argv[2], i=i)\n"
     )

@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.audit import GAP_EVENT, AuditLog
+from harbor_confluence.review.audit import GAP_EVENT, AuditLog
 
 # Appends durable records from several threads (with reads, not waited for, in between)
 # and prints one line per durable record once ``append`` has returned.
 CRASH_WRITER = r"""
 import sys, threading
 from pathlib import Path
-from harbor_confluence.audit import AuditLog
+from harbor_confluence.review.audit import AuditLog
 
 log = AuditLog(Path(sys.argv[1]))
 base = int(sys.argv[2])
@@ -51,7 +51,7 @@ for t in threads:
 MIXED_WRITER = r"""
 import sys, threading
 from pathlib import Path
-from harbor_confluence.audit import AuditLog
+from harbor_confluence.review.audit import AuditLog
 
 log = AuditLog(Path(sys.argv[1]))
 proc, count = sys.argv[2], int(sys.argv[3])
@@ -72,7 +72,7 @@ for t in threads:
 EXIT_WRITER = r"""
 import sys, threading, time
 from pathlib import Path
-from harbor_confluence.audit import AuditLog
+from harbor_confluence.review.audit import AuditLog
 
 log = AuditLog(Path(sys.argv[1]))
 out = threading.Lock()
@@ -376,7 +376,8 @@ def test_a_durable_append_writes_the_deferred_reads_before_it(tmp_path: Path) ->
 def test_deferred_reads_queued_at_exit_are_written(tmp_path: Path) -> None:
     path = tmp_path / "audit.jsonl"
     code = (
-        "import sys\nfrom pathlib import Path\nfrom harbor_confluence.audit import AuditLog\n"
+        "import sys\nfrom pathlib import Path\n"
+        "from harbor_confluence.review.audit import AuditLog\n"
         "log = AuditLog(Path(sys.argv[1]), defer_reads=True)\n"
         "for n in range(50):\n    log.append('auto-sent', durable=False, n=n)\n"
     )

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from harbor_confluence.auth import DEFAULT_IDENTITY_URL, Connection
 from harbor_confluence.config import LocalConfig
-from harbor_confluence.credentials import Credential, ReconnectRequired
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.executor import Port
-from harbor_confluence.secretstore import SecretRecord, SecretStore
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.secrets.auth import DEFAULT_IDENTITY_URL, Connection
+from harbor_confluence.secrets.credentials import Credential, ReconnectRequired
+from harbor_confluence.secrets.store import SecretRecord, SecretStore
 from harbor_confluence.sim import Simulator
 from harbor_confluence.sim.identity import Grant
 from tests.conftest import ACCESS_TOKEN, API_TOKEN, EMAIL, CliResult
@@ -513,8 +513,8 @@ def test_every_simulated_route_declares_its_scope() -> None:
 
 def test_manifest_scopes_match_the_operations(sim: Simulator) -> None:
     """The scopes each action declares are what the simulator (and Atlassian) require."""
-    from harbor_confluence.executor import default_manifest_path
-    from harbor_confluence.manifest import load_manifest
+    from harbor_confluence.pipeline.executor import default_manifest_path
+    from harbor_confluence.pipeline.manifest import load_manifest
     from harbor_confluence.sim.scopes import V2
 
     router = sim.router

@@ -26,8 +26,8 @@ import pytest
 
 from harbor_confluence.config import LocalConfig
 from harbor_confluence.errors import HarborError
-from harbor_confluence.executor import Port
-from harbor_confluence.secretstore import SecretStore
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.secrets.store import SecretStore
 from harbor_confluence.sim import Simulator
 from tests.conftest import CliResult, run_subprocess
 
@@ -301,7 +301,7 @@ def test_canary_forms_catch_a_basic_header() -> None:
 
 def test_store_file_is_the_only_place(home: Path) -> None:
     """The secret file does hold the secret: the canary test's exemption is not vacuous."""
-    from harbor_confluence.secretstore import SecretRecord
+    from harbor_confluence.secrets.store import SecretRecord
 
     SecretStore(home).save(SecretRecord(kind="basic", email=EMAIL, api_token=CANARY_API_TOKEN))
     assert leaks((home / "secrets" / "credential.json").read_bytes())

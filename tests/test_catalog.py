@@ -12,11 +12,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.catalog import FORMAT, catalog_json_schema, export_document
-from harbor_confluence.documents import find_credentials
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import PLACEHOLDER_BASE_URL, load_manifest
+from harbor_confluence.catalog.dock import FORMAT, catalog_json_schema, export_document
+from harbor_confluence.pipeline.documents import find_credentials
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import PLACEHOLDER_BASE_URL, load_manifest
+from harbor_confluence.review.audit import AuditLog
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, CliResult
 

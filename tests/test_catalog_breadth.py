@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from harbor_confluence.errors import InputError, PolicyDenied
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.summary import Result
 from harbor_confluence.sim import Simulator
-from harbor_confluence.summary import Result
 from tests.test_catalog_e2e import (
     ADR_TEMPLATE,
     ARCH,

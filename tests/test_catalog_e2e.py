@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import PolicyDenied
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import load_manifest
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import load_manifest
+from harbor_confluence.pipeline.summary import Result
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
-from harbor_confluence.summary import Result
 from tests.conftest import API_TOKEN, EMAIL
 
 NAMES = [a.name for a in load_manifest(default_manifest_path()).actions]
@@ -534,7 +534,7 @@ def _search(p: Port) -> Result:
     return r
 
 
-# -- runner-built reads and creates of issue 17 (transforms.py) ------------------------------
+# -- runner-built reads and creates of issue 17 (pipeline/transforms.py) ---------------------
 
 
 def _space_tree(p: Port) -> Result:

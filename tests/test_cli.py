@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from harbor_confluence.executor import default_manifest_path
+from harbor_confluence.pipeline.executor import default_manifest_path
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, CliResult, run_subprocess
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.executor import Port, default_manifest_path, default_policy_path
-from harbor_confluence.manifest import Action, Manifest, load_manifest
-from harbor_confluence.policy import load_policy, policy_from_data
-from harbor_confluence.request import RequestBuilder, Target
-from harbor_confluence.speccheck import check_action
-from harbor_confluence.transforms import ReadOutcome, transform_for
-from harbor_confluence.validation import InputValidator
+from harbor_confluence.catalog.speccheck import check_action
+from harbor_confluence.pipeline.executor import Port, default_manifest_path, default_policy_path
+from harbor_confluence.pipeline.manifest import Action, Manifest, load_manifest
+from harbor_confluence.pipeline.policy import load_policy, policy_from_data
+from harbor_confluence.pipeline.request import RequestBuilder, Target
+from harbor_confluence.pipeline.transforms import ReadOutcome, transform_for
+from harbor_confluence.pipeline.validation import InputValidator
 from tests.contract import ContractChecker, require_spec
 
 pytestmark = pytest.mark.contract
@@ -311,7 +311,7 @@ def mcp_listing(port: Port, *argv: str) -> list[dict[str, Any]]:
 def test_all_tools_fit_the_mcp_budget(home: object, policy: str) -> None:
     """Issue 17's rule: the listing ``mcp`` serves by default fits 30,000 B, the compact
     pair offers the whole catalog in 3,000 B, and ``--all-actions`` offers every action."""
-    from harbor_confluence.tools import encoded_size, tool_sizes
+    from harbor_confluence.adapters.tools import encoded_size, tool_sizes
 
     chosen = (
         load_policy(default_policy_path())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
 from harbor_confluence.sim import Simulator
 from tests.contract import ContractChecker, require_spec
 

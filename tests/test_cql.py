@@ -7,14 +7,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from harbor_confluence.cql import CqlInputError, build_cql, literal
 from harbor_confluence.errors import InputError
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import Manifest, load_manifest
-from harbor_confluence.request import RequestBuilder, Target
+from harbor_confluence.pipeline.cql import CqlInputError, build_cql, literal
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import Manifest, load_manifest
+from harbor_confluence.pipeline.request import RequestBuilder, Target
+from harbor_confluence.pipeline.transforms import compose
+from harbor_confluence.pipeline.validation import InputValidator
 from harbor_confluence.sim import Simulator
-from harbor_confluence.transforms import compose
-from harbor_confluence.validation import InputValidator
 
 TARGET = Target.parse("https://acme.atlassian.net/")
 

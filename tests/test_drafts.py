@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.catalog import bump_minor
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import load_manifest
+from harbor_confluence.catalog.dock import bump_minor
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import load_manifest
+from harbor_confluence.review.audit import AuditLog
 from harbor_confluence.sim import Simulator
 from tests.conftest import CliResult
 from tests.contract import require_spec

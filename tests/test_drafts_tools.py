@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from harbor_confluence import Forbidden, NodeClient
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.executor import Port
+from harbor_confluence.adapters.tools import DRAFT_TOOLS, Toolkit, encoded_size, tool_sizes
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.review.audit import AuditLog
 from harbor_confluence.sim import Simulator
-from harbor_confluence.tools import DRAFT_TOOLS, Toolkit, encoded_size, tool_sizes
 from tests.conftest import API_TOKEN, EMAIL, CliResult
 from tests.nodeutil import Node
 
@@ -79,7 +79,7 @@ def test_draft_tools_are_opt_in_and_fit_the_budget(home: Path) -> None:
 
 
 def test_drafts_flag_refuses_port_files(cli: Cli, home: Path) -> None:
-    from harbor_confluence.executor import default_manifest_path
+    from harbor_confluence.pipeline.executor import default_manifest_path
 
     result = cli("tools", "--drafts", "--manifest", str(default_manifest_path()))
     assert result.code == 2 and "--drafts works on the live port" in result.err

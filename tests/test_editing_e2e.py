@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.editing import TRUNCATION_MARKER_FORMAT, to_markdown
 from harbor_confluence.errors import InputError
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, CliResult, e2e_policy
 
@@ -176,7 +176,7 @@ def test_default_read_is_a_marked_piece_never_a_silent_cut(
     assert len(page) > 20_000 and summary["bodyLength"] == len(page)
     assert summary["body"].startswith(page[:20_000]) and MARKER.search(summary["body"])
     assert summary["bodyNextOffset"] == 20_000
-    from harbor_confluence.tools import _result_reply
+    from harbor_confluence.adapters.tools import _result_reply
 
     assert "pass body-offset=20000" in _result_reply(got).headline
     # a piece asked for without a format is a piece of the storage body
@@ -564,7 +564,7 @@ def test_a_held_read_run_from_its_ticket_still_hands_out_a_marked_piece(
 ) -> None:
     """The runner-side parameters are not in the stored request: the piece is the default
     one, in the format the answer carries, and still marked."""
-    from harbor_confluence.policy import policy_from_data
+    from harbor_confluence.pipeline.policy import policy_from_data
 
     page = "".join(DOCS) * 2
     page_id = create(auto, "Held read", page)

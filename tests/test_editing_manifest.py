@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
+from harbor_confluence.adapters.tools import _result_reply
+from harbor_confluence.catalog.speccheck import check_action
 from harbor_confluence.errors import ManifestError
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import Action, load_manifest, manifest_from_data, runner_query
-from harbor_confluence.speccheck import check_action
-from harbor_confluence.summary import Result
-from harbor_confluence.tools import _result_reply
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import (
+    Action,
+    load_manifest,
+    manifest_from_data,
+    runner_query,
+)
+from harbor_confluence.pipeline.summary import Result
 from tests.contract import require_spec
 
 MANIFEST = load_manifest(default_manifest_path())

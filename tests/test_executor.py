@@ -11,11 +11,11 @@ from typing import ClassVar
 
 import pytest
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import ConfigError, InputError, PolicyDenied
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.transport import RetryPolicy
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
-from harbor_confluence.transport import RetryPolicy
 from tests.conftest import API_TOKEN, EMAIL
 
 
@@ -68,7 +68,7 @@ def test_unknown_page_is_an_upstream_summary(port: Port) -> None:
 
 
 def test_missing_credential_stops_before_sending(sim: Simulator, home: Path) -> None:
-    from harbor_confluence.auth import NoCredential
+    from harbor_confluence.secrets.auth import NoCredential
 
     with Port.load(home=home, base_url=sim.url) as port, pytest.raises(NoCredential) as info:
         port.call("search-pages", {"query": {"limit": 1}})

@@ -14,8 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from uritemplate import URITemplate
 
-from harbor_confluence.request import _SimpleTemplate, _template, canonical_json, json_line
-from harbor_confluence.summary import _compile, _FieldPath
+from harbor_confluence.pipeline.request import (
+    _SimpleTemplate,
+    _template,
+    canonical_json,
+    json_line,
+)
+from harbor_confluence.pipeline.summary import _compile, _FieldPath
 
 DOCS: list[Any] = [
     {"id": "1", "version": {"number": 3, "authorId": "u"}, "_links": {"webui": "/x"}},

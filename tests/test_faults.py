@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from harbor_confluence.credentials import Credential
-from harbor_confluence.executor import Port
-from harbor_confluence.transport import RetryPolicy
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.transport import RetryPolicy
+from harbor_confluence.secrets.credentials import Credential
 from tests import faults
 from tests.conftest import API_TOKEN, EMAIL, ROOT
 from tests.faults import Answer, FaultServer
@@ -393,8 +393,8 @@ def test_cli_run_exits_5(
 
 CHILD = r"""
 import json, resource, sys, tempfile
-from harbor_confluence.credentials import Credential
-from harbor_confluence.executor import Port
+from harbor_confluence.secrets.credentials import Credential
+from harbor_confluence.pipeline.executor import Port
 
 def rss_kib():
     for line in open("/proc/self/status"):

@@ -19,14 +19,15 @@ import jsonschema
 import pytest
 import yaml
 
-from harbor_confluence.auth import NoCredential
-from harbor_confluence.credentials import Credential
-from harbor_confluence.documents import MAX_DOCUMENT_DEPTH, MAX_INPUT_DEPTH, loads_json
 from harbor_confluence.errors import InputError, ManifestError
-from harbor_confluence.executor import Port, default_manifest_path, default_policy_path
-from harbor_confluence.manifest import Action, load_manifest, manifest_from_data
-from harbor_confluence.policy import load_policy, policy_from_data
-from harbor_confluence.request import Target, URLRefused
+from harbor_confluence.pipeline.documents import MAX_DOCUMENT_DEPTH, MAX_INPUT_DEPTH, loads_json
+from harbor_confluence.pipeline.executor import Port, default_manifest_path, default_policy_path
+from harbor_confluence.pipeline.manifest import Action, load_manifest, manifest_from_data
+from harbor_confluence.pipeline.policy import load_policy, policy_from_data
+from harbor_confluence.pipeline.request import Target, URLRefused
+from harbor_confluence.pipeline.validation import InputValidator, UnknownAction
+from harbor_confluence.secrets.auth import NoCredential
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import (
     DEFAULT_ACCESS_TOKEN,
     DEFAULT_API_TOKEN,
@@ -36,7 +37,6 @@ from harbor_confluence.sim import (
     ENV_EMAIL,
     Simulator,
 )
-from harbor_confluence.validation import InputValidator, UnknownAction
 from tests.conftest import API_TOKEN, EMAIL, ROOT, CliResult
 
 PAGE = "98305"  # a seeded page

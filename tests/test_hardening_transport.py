@@ -21,10 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from harbor_confluence.credentials import Credential
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.transport import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    RetryPolicy,
+)
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
-from harbor_confluence.transport import DEFAULT_DEADLINE, DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy
 from tests import faults
 from tests.conftest import API_TOKEN, EMAIL
 from tests.faults import FaultServer
@@ -351,7 +355,7 @@ def test_finding_6_reads_still_retry_503(mode: str, fault: FaultServer, home: Pa
 
 
 def test_finding_6_the_transport_says_so() -> None:
-    from harbor_confluence import transport
+    from harbor_confluence.pipeline import transport
 
     doc = transport.__doc__ or ""
     assert "reaches Confluence at most once" in doc

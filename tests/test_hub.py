@@ -26,16 +26,16 @@ from typing import Any
 import httpx
 import pytest
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.catalog import export_document
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import load_manifest
+from harbor_confluence.catalog.dock import export_document
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import load_manifest
+from harbor_confluence.review.audit import AuditLog
 from tests.conftest import CliResult
 
 trustme = pytest.importorskip("trustme", reason="the tests' CA needs trustme (the [dev] extra)")
 pytest.importorskip("cryptography", reason="signatures need the [hub] extra")
 
-from harbor_confluence.hub import HubError, HubServer, build_index, check_url  # noqa: E402
+from harbor_confluence.catalog.hub import HubError, HubServer, build_index, check_url  # noqa: E402
 
 Cli = Callable[..., CliResult]
 DOC_PATH = "apps/hub/catalog/integrations/atlassian/confluence-cloud-api.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harbor_confluence import speccheck
+from harbor_confluence.catalog import speccheck
 from tests.conftest import ROOT
 from tests.contract import spec_path as reference_path
 

@@ -11,8 +11,12 @@ import pytest
 import yaml
 
 from harbor_confluence.errors import ManifestError
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import load_manifest, manifest_from_data, manifest_json_schema
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import (
+    load_manifest,
+    manifest_from_data,
+    manifest_json_schema,
+)
 
 SCHEMA_FILE = Path(__file__).parents[1] / "harbor_confluence" / "schemas" / "manifest.schema.json"
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.executor import default_manifest_path, default_policy_path
-from harbor_confluence.manifest import load_manifest
+from harbor_confluence.pipeline.executor import default_manifest_path, default_policy_path
+from harbor_confluence.pipeline.manifest import load_manifest
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, run_subprocess
 
@@ -338,10 +338,10 @@ def test_saved_listing_answers_first_and_is_corrected(
 def test_default_listing_is_scoped_to_the_budget(home: Path) -> None:
     """Issue 17: over 30,000 B for the whole catalog, ``mcp`` offers whole toolsets in the
     documented order while they fit; --all-actions, --toolset and compact are unchanged."""
+    from harbor_confluence.adapters.tools import encoded_size
     from harbor_confluence.cli import build_parser
     from harbor_confluence.cli._common import load_local_port
     from harbor_confluence.cli.mcp import DEFAULT_TOOLSETS, TOOL_LIST_BUDGET, scoped_toolkit
-    from harbor_confluence.tools import encoded_size
 
     def kit(*argv: str) -> Any:
         args = build_parser().parse_args(["mcp", *argv])

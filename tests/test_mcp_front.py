@@ -24,7 +24,7 @@ from harbor_confluence.sim import Simulator
 
 pytest.importorskip("mcp", reason="the [mcp] extra is not installed")
 
-from harbor_confluence import mcp_front
+from harbor_confluence.adapters import mcp_front
 from harbor_confluence.cli import build_parser
 from harbor_confluence.cli.mcp import answers_path, answers_stamp, listing_path
 

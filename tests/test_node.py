@@ -201,7 +201,7 @@ def test_grant_narrows_what_an_agent_may_call(node: Node, sim: Simulator) -> Non
 def test_attack3_rewritten_sqlite_is_refused_before_sending(node: Node, sim: Simulator) -> None:
     """The agent cannot open the database (see test_node_privsep); were it rewritten with
     recomputed SHA-256 fingerprints anyway, the keyed seals refuse it."""
-    from harbor_confluence.request import PreparedRequest
+    from harbor_confluence.pipeline.request import PreparedRequest
 
     ticket = held_ticket(node.client("codex/agent", "run", "create-page", "--json",
                                      "--input", json.dumps(CREATE)))  # fmt: skip

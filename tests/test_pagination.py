@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import manifest_from_data
-from harbor_confluence.pagination import HARD_MAX_ITEMS, HARD_MAX_REQUESTS, paging_mode
-from harbor_confluence.policy import policy_from_data
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import manifest_from_data
+from harbor_confluence.pipeline.pagination import HARD_MAX_ITEMS, HARD_MAX_REQUESTS, paging_mode
+from harbor_confluence.pipeline.policy import policy_from_data
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, CliResult
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from harbor_confluence.errors import ManifestError
-from harbor_confluence.executor import default_manifest_path, default_policy_path
-from harbor_confluence.manifest import Manifest, load_manifest
-from harbor_confluence.policy import load_policy, policy_from_data
+from harbor_confluence.pipeline.executor import default_manifest_path, default_policy_path
+from harbor_confluence.pipeline.manifest import Manifest, load_manifest
+from harbor_confluence.pipeline.policy import load_policy, policy_from_data
 
 
 @pytest.fixture(scope="module")

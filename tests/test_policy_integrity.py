@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.catalog import (
+from harbor_confluence.catalog.dock import (
     apply_import,
     export_document,
     installed_paths,
@@ -29,14 +28,15 @@ from harbor_confluence.catalog import (
     policy_state,
 )
 from harbor_confluence.errors import ManifestError
-from harbor_confluence.manifest import (
+from harbor_confluence.paths import default_manifest_path, default_policy_path
+from harbor_confluence.pipeline.manifest import (
     Manifest,
     admin_route_problem,
     load_manifest,
     manifest_from_data,
 )
-from harbor_confluence.paths import default_manifest_path, default_policy_path
-from harbor_confluence.policy import Policy, load_policy
+from harbor_confluence.pipeline.policy import Policy, load_policy
+from harbor_confluence.review.audit import AuditLog
 from harbor_confluence.sim import Simulator
 from tests.conftest import CliResult, run_subprocess
 from tests.contract import require_spec

@@ -31,10 +31,10 @@ import yaml
 
 from harbor_confluence import NodeClient
 from harbor_confluence.errors import HarborError
-from harbor_confluence.integrity import KEY_FILE
 from harbor_confluence.node.identities import IdentityStore
 from harbor_confluence.paths import default_policy_path
 from harbor_confluence.postgres import redact_url
+from harbor_confluence.review.integrity import KEY_FILE
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL
 from tests.nodeutil import Node

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.audit import AuditLog
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.integrity import KEY_FILE, IntegrityKey
+from harbor_confluence.pipeline.request import PreparedRequest
 from harbor_confluence.postgres import (
     DATABASE_URL_ENV,
     DatabaseUnavailable,
@@ -27,8 +26,9 @@ from harbor_confluence.postgres import (
     database_url,
     redact_url,
 )
-from harbor_confluence.queue import QueueRefused, ReviewQueue, SqliteTicketStore
-from harbor_confluence.request import PreparedRequest
+from harbor_confluence.review.audit import AuditLog
+from harbor_confluence.review.integrity import KEY_FILE, IntegrityKey
+from harbor_confluence.review.queue import QueueRefused, ReviewQueue, SqliteTicketStore
 from harbor_confluence.sim import Simulator
 from tests.pgserver import PASSWORD, PgServer, fresh_database, needs_postgres_client, server_or_skip
 from tests.test_queue import hold, make_port, posts, write_policy
@@ -290,7 +290,7 @@ def test_verify_names_rows_cut_from_the_end(chain: PgAuditLog, db_url: str) -> N
 def test_verify_names_a_forged_row(chain: PgAuditLog, db_url: str) -> None:
     import hashlib
 
-    from harbor_confluence.request import canonical_json
+    from harbor_confluence.pipeline.request import canonical_json
 
     last = json.loads(sql(db_url, "SELECT record FROM harbor_audit WHERE seq = 6")[0][0])
     forged = {"seq": 7, "ts": last["ts"], "event": "approved", "ticket": "t_9",
@@ -478,7 +478,7 @@ def test_an_outcome_that_cannot_be_recorded_ends_unknown_after_the_lease(
     pg_server: PgServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import harbor_confluence.queue as queue_module
+    import harbor_confluence.review.queue as queue_module
 
     monkeypatch.setattr(queue_module, "_FINISH_PATIENCE", 1.0)
     with make_port(sim, home, policy) as port:

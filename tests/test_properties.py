@@ -43,10 +43,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import HarborError
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import Action, load_manifest
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import Action, load_manifest
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
 from tests.contract import ContractSkip
 from tests.strategies import (

@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import PolicyDenied
-from harbor_confluence.executor import Port
-from harbor_confluence.queue import (
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.request import PreparedRequest
+from harbor_confluence.review.audit import AuditLog
+from harbor_confluence.review.queue import (
     QueueInputError,
     QueueRefused,
     ReviewQueue,
     TicketNotFound,
 )
-from harbor_confluence.request import PreparedRequest
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, CliResult
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harbor_confluence.queue import QueueRefused, ReviewQueue
+from harbor_confluence.review.queue import QueueRefused, ReviewQueue
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, run_subprocess
 from tests.test_queue import hold, make_port, posts, write_policy
@@ -100,9 +100,9 @@ def test_concurrent_execution_in_threads_sends_once(
 _WORKER = """
 import json, os, sys, time
 from pathlib import Path
-from harbor_confluence.credentials import Credential
-from harbor_confluence.executor import Port
-from harbor_confluence.queue import QueueRefused
+from harbor_confluence.secrets.credentials import Credential
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.review.queue import QueueRefused
 home, policy, ticket, op, mode, gate = sys.argv[1:7]
 port = Port.load(None, policy, home=home, base_url=os.environ["SIM_URL"],
                  credential=Credential.basic(os.environ["SIM_EMAIL"], os.environ["SIM_TOKEN"], "t"))

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harbor_confluence.errors import ConfigError, InputError
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import Manifest, load_manifest
-from harbor_confluence.request import RequestBuilder, Target, _encode_query, canonical_json
-from harbor_confluence.validation import InputValidator
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import Manifest, load_manifest
+from harbor_confluence.pipeline.request import RequestBuilder, Target, _encode_query, canonical_json
+from harbor_confluence.pipeline.validation import InputValidator
 
 
 @pytest.fixture(scope="module")

@@ -261,10 +261,10 @@ def test_secure_cookie_over_tls(tmp_path: Path, sim: Simulator) -> None:
     from starlette.testclient import TestClient
 
     from harbor_confluence import Port
-    from harbor_confluence.credentials import Credential
     from harbor_confluence.node.identities import IdentityStore
     from harbor_confluence.node.review import review_routes
     from harbor_confluence.node.service import NodeService
+    from harbor_confluence.secrets.credentials import Credential
 
     home = tmp_path / "home"
     credential = Credential.basic(EMAIL, API_TOKEN, "test")
@@ -621,8 +621,8 @@ def test_accessibility_labels_keyboard_and_zoom(browser: Any, node: Node, shots:
 
 def test_list_order_cursors_filters_and_scan_budget(tmp_path: Path) -> None:
     from harbor_confluence.node.review.listing import Filters, list_tickets
-    from harbor_confluence.queue import ReviewQueue
-    from harbor_confluence.request import PreparedRequest, canonical_json
+    from harbor_confluence.pipeline.request import PreparedRequest, canonical_json
+    from harbor_confluence.review.queue import ReviewQueue
 
     queue = ReviewQueue.for_home(tmp_path)
     ids: list[str] = []
@@ -745,11 +745,11 @@ def test_block_review_losses_and_counts_are_shown_first(tmp_path: Path, sim: Sim
     from starlette.testclient import TestClient
 
     from harbor_confluence import Port
-    from harbor_confluence.credentials import Credential
     from harbor_confluence.node.identities import IdentityStore
     from harbor_confluence.node.review import review_routes
     from harbor_confluence.node.service import NodeService
-    from harbor_confluence.request import PreparedRequest, canonical_json
+    from harbor_confluence.pipeline.request import PreparedRequest, canonical_json
+    from harbor_confluence.secrets.credentials import Credential
 
     review = {
         "kind": "versioned-update", "base_version": 7, "current_version": 7, "new_version": 8,

@@ -1,4 +1,4 @@
-"""The compiled route (route.py): one parse per action that expansion, matching, the
+"""The compiled route (pipeline/route.py): one parse per action that expansion, matching, the
 admin deny-list and the spec checks all read, so they cannot disagree about a route."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from uritemplate import URITemplate
 
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import Action, Manifest, admin_route_problem, load_manifest
-from harbor_confluence.request import RequestBuilder
-from harbor_confluence.route import (
+from harbor_confluence.catalog.speccheck import api_version_for, load_openapi
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import Action, Manifest, admin_route_problem, load_manifest
+from harbor_confluence.pipeline.request import RequestBuilder
+from harbor_confluence.pipeline.route import (
     Route,
     check_route,
     compile_route,
@@ -23,7 +24,6 @@ from harbor_confluence.route import (
     percent_encode,
     shape_of,
 )
-from harbor_confluence.speccheck import api_version_for, load_openapi
 
 PACKAGED: Manifest = load_manifest(default_manifest_path())
 ROUTES = sorted({a.route for a in PACKAGED.actions})
@@ -172,7 +172,7 @@ def test_request_building_uses_the_actions_route() -> None:
     builder = RequestBuilder(action)
     assert builder._route is action.compiled_route
     url = "https://acme.atlassian.net/wiki/api/v2/pages/a%2Fb?x=1"
-    from harbor_confluence.request import Target
+    from harbor_confluence.pipeline.request import Target
 
     assert builder.path_values(url, Target.parse("https://acme.atlassian.net")) == {"id": "a/b"}
 

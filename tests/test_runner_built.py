@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from harbor_confluence.errors import InputError
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.transforms import DOWNLOAD_CAP
 from harbor_confluence.sim import Simulator
-from harbor_confluence.transforms import DOWNLOAD_CAP
 
 ENG, ENG_KEY, HOME = "65538", "ENG", "98305"
 ARCH = "98306"
@@ -218,7 +218,7 @@ def test_markdown_mention_becomes_a_user_link(auto: Port) -> None:
 
 
 def test_an_auto_write_records_its_intent_before_its_outcome(auto: Port, home: Path) -> None:
-    from harbor_confluence.audit import AuditLog
+    from harbor_confluence.review.audit import AuditLog
 
     made = auto.call("create-page", {"body": {"spaceId": ENG, "title": "Intent first"}})
     assert made.ok

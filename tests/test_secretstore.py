@@ -19,8 +19,8 @@ import pytest
 
 from harbor_confluence.config import LocalConfig
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.executor import Port
-from harbor_confluence.secretstore import FileBackend, SecretRecord, SecretStore
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.secrets.store import FileBackend, SecretRecord, SecretStore
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL, ROOT, CliResult
 

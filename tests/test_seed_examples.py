@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harbor_confluence.errors import InputError
-from harbor_confluence.executor import Port
+from harbor_confluence.pipeline.executor import Port
 from harbor_confluence.sim import Simulator
 
 SEARCH_PAGES = json.loads(

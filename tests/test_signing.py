@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.audit import AuditLog
-from harbor_confluence.catalog import export_document
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import load_manifest
+from harbor_confluence.catalog.dock import export_document
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import load_manifest
+from harbor_confluence.review.audit import AuditLog
 from tests.conftest import CliResult
 
 pytest.importorskip("cryptography", reason="signatures need the [hub] extra")
 
-from harbor_confluence.signing import (
+from harbor_confluence.catalog.signing import (
     SIG_FORMAT,
     PublicKey,
     SignatureRefused,

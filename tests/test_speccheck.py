@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harbor_confluence.executor import default_manifest_path
-from harbor_confluence.manifest import Action, load_manifest
-from harbor_confluence.speccheck import (
+from harbor_confluence.catalog.speccheck import (
     SpecUnavailable,
     admin_route_problem,
     check_action,
     load_openapi,
     path_variable_problems,
 )
+from harbor_confluence.pipeline.executor import default_manifest_path
+from harbor_confluence.pipeline.manifest import Action, load_manifest
 from tests.contract import require_spec
 
 ID = {"type": "string", "pattern": "^[0-9]{1,19}$"}

@@ -20,12 +20,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harbor_confluence import bodyview
-from harbor_confluence.executor import Port
-from harbor_confluence.manifest import Action, SummarySpec, load_manifest
 from harbor_confluence.paths import default_manifest_path
+from harbor_confluence.pipeline import bodyview
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.manifest import Action, SummarySpec, load_manifest
+from harbor_confluence.pipeline.summary import (
+    Result,
+    Summarizer,
+    _compile,
+    json_answer,
+    parse_answer,
+)
 from harbor_confluence.sim import Simulator
-from harbor_confluence.summary import Result, Summarizer, _compile, json_answer, parse_answer
 from tests.conftest import API_TOKEN, EMAIL
 
 MANIFEST = load_manifest(default_manifest_path())

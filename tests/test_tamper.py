@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from harbor_confluence.audit import AuditLog
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.executor import Port
-from harbor_confluence.integrity import IntegrityKey
-from harbor_confluence.queue import QueueRefused, ReviewQueue
-from harbor_confluence.request import PreparedRequest, canonical_json
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.request import PreparedRequest, canonical_json
+from harbor_confluence.review.audit import AuditLog
+from harbor_confluence.review.integrity import IntegrityKey
+from harbor_confluence.review.queue import QueueRefused, ReviewQueue
 from harbor_confluence.sim import Simulator
 from tests.conftest import CliResult
 from tests.test_queue import REQUESTER, db_exec, fingerprint, hold, make_port, write_policy
@@ -464,7 +464,7 @@ def test_key_file_is_private_and_made_once(home: Path) -> None:
 
 def test_key_made_by_racing_processes_is_one_key(home: Path) -> None:
     code = (
-        "import sys; from harbor_confluence.integrity import IntegrityKey\n"
+        "import sys; from harbor_confluence.review.integrity import IntegrityKey\n"
         "print(IntegrityKey.for_home(sys.argv[1]).mac('race', b'x'))\n"
     )
     procs = [

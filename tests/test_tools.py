@@ -13,13 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from harbor_confluence.credentials import Credential
-from harbor_confluence.errors import ConfigError
-from harbor_confluence.executor import Port, default_manifest_path
-from harbor_confluence.manifest import manifest_from_data
-from harbor_confluence.policy import policy_from_data
-from harbor_confluence.sim import Simulator
-from harbor_confluence.tools import (
+from harbor_confluence.adapters.tools import (
     APPROVAL_TOOL,
     FORMATS,
     SHAPES,
@@ -29,6 +23,12 @@ from harbor_confluence.tools import (
     tool_sizes,
     tools,
 )
+from harbor_confluence.errors import ConfigError
+from harbor_confluence.pipeline.executor import Port, default_manifest_path
+from harbor_confluence.pipeline.manifest import manifest_from_data
+from harbor_confluence.pipeline.policy import policy_from_data
+from harbor_confluence.secrets.credentials import Credential
+from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL
 
 # Every action offered: reads run, writes are held.  Used to measure the whole catalog.
@@ -372,7 +372,7 @@ def test_status_approved_rejected_expired(open_port: Port) -> None:
     assert reply.payload["reason"] == "not in the release window"
     assert "not in the release window" in reply.headline
 
-    from harbor_confluence.queue import ReviewQueue
+    from harbor_confluence.review.queue import ReviewQueue
 
     expired = hold("expired")
     later = ReviewQueue(open_port.queue.store, clock=lambda: time.time() + 10**7)

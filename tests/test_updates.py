@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from harbor_confluence.credentials import Credential
 from harbor_confluence.errors import InputError, PolicyDenied, ReadFailed
-from harbor_confluence.executor import Port
-from harbor_confluence.policy import Policy, policy_from_data
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.policy import Policy, policy_from_data
+from harbor_confluence.pipeline.updates import unified_diff
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
-from harbor_confluence.updates import unified_diff
 from tests.conftest import API_TOKEN, EMAIL
 
 PAGE = "98306"  # "Architecture Overview", several versions in the seed

@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from harbor_confluence.errors import InputError
-from harbor_confluence.manifest import Action, Parameters, load_manifest
 from harbor_confluence.paths import default_manifest_path
-from harbor_confluence.validation import InputValidator
+from harbor_confluence.pipeline.manifest import Action, Parameters, load_manifest
+from harbor_confluence.pipeline.validation import InputValidator
 from tests.strategies import (
     Case,
     boundaries,
@@ -436,9 +436,9 @@ def test_without_jsonschema_rs_everything_takes_the_detailed_path() -> None:
         import sys
         sys.modules["jsonschema_rs"] = None  # import jsonschema_rs now raises ImportError
         from harbor_confluence.errors import InputError
-        from harbor_confluence.manifest import load_manifest
+        from harbor_confluence.pipeline.manifest import load_manifest
         from harbor_confluence.paths import default_manifest_path
-        from harbor_confluence.validation import InputValidator
+        from harbor_confluence.pipeline.validation import InputValidator
         v = InputValidator(load_manifest(default_manifest_path()).action("get-page"))
         assert not v.fast and v.try_fast({"path": {"id": "1"}}) is None
         assert v.validate({"path": {"id": "1"}, "query": {"version": 2.0}}) == {

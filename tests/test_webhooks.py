@@ -25,7 +25,7 @@ from harbor_confluence.node.webhooks import (
     sign,
     verify_signature,
 )
-from harbor_confluence.queue import Ticket
+from harbor_confluence.review.queue import Ticket
 from harbor_confluence.sim import Simulator
 from tests.conftest import API_TOKEN, EMAIL
 from tests.nodeutil import Node, held_ticket

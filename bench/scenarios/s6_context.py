@@ -5,7 +5,7 @@ builds; summary = ``Result.to_json()``, what the CLI and the Python API hand an 
 Checked, not assumed: every id, title, status, version, space, parent, web link of the
 raw response and the next cursor are present in the summary. Alongside, what
 mcp-atlassian's equivalent tool returns as text, and the size of the full tool list in
-both of harbor's shapes (``harbor_confluence.tools``) against mcp-atlassian's
+both of harbor's shapes (``harbor_confluence.adapters.tools``) against mcp-atlassian's
 ``tools/list`` — all as compact UTF-8 JSON.
 """
 
@@ -298,14 +298,14 @@ def _tool_lists(port: Any, mcp: dict[str, Any], harbor: dict[str, Any]) -> list[
         return f"; {size / peer:.0%} of mcp-atlassian's {peer:,} B" if peer else ""
 
     try:
-        from harbor_confluence import tools as toolmod
+        from harbor_confluence.adapters import tools as toolmod
     except ImportError:
         rows.append(
             skipped(
                 NUMBER,
                 "s6.tools.harbor",
                 "harbor tool lists",
-                "harbor_confluence.tools does not exist yet (issue 6)",
+                "harbor_confluence.adapters.tools does not exist yet (issue 6)",
             )
         )
         return rows
@@ -342,7 +342,7 @@ def _tool_lists(port: Any, mcp: dict[str, Any], harbor: dict[str, Any]) -> list[
     else:
         # TODO(issue 17): when the spawned server is unavailable, compute the scoped default
         # in-process with the function `harbor-confluence mcp` uses for its default selection
-        # (not in harbor_confluence.tools yet); until then this is the unscoped listing.
+        # (not in harbor_confluence.adapters.tools yet); until then this is the unscoped listing.
         try:
             defs = toolmod.tools(port, "mcp", shape="per-action")
             default = (

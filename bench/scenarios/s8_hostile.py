@@ -44,8 +44,8 @@ def rss_kib():
 
 mode, url = sys.argv[1], sys.argv[2]
 if mode == "runner":
-    from harbor_confluence.credentials import Credential
-    from harbor_confluence.executor import Port
+    from harbor_confluence.secrets.credentials import Credential
+    from harbor_confluence.pipeline.executor import Port
     port = Port.load(home=tempfile.mkdtemp(), base_url=url,
                      credential=Credential.basic("bench@example.com", "token", "bench"))
     def call():

@@ -122,8 +122,8 @@ def _conversion(ctx: Context, page: str) -> list[Row]:
 
 
 def _through_runner(ctx: Context, sim: SimProcess, page: str) -> list[Row]:
-    from harbor_confluence import bodyview
-    from harbor_confluence.policy import policy_from_data
+    from harbor_confluence.pipeline import bodyview
+    from harbor_confluence.pipeline.policy import policy_from_data
 
     everything = policy_from_data({"rules": [{"name": "all", "decision": "auto"}]}, "bench")
     seed = make_port(sim.url, policy=everything)

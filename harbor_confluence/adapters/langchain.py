@@ -20,8 +20,8 @@ from langchain_core.tools import StructuredTool, ToolException
 from . import toolkit_for
 
 if TYPE_CHECKING:
-    from harbor_confluence.executor import Port
-    from harbor_confluence.tools import Toolkit, ToolReply
+    from harbor_confluence.adapters.tools import Toolkit, ToolReply
+    from harbor_confluence.pipeline.executor import Port
 
 __all__ = ["langchain_tools"]
 

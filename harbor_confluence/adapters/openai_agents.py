@@ -23,8 +23,8 @@ from agents.tool_context import ToolContext
 from . import toolkit_for
 
 if TYPE_CHECKING:
-    from harbor_confluence.executor import Port
-    from harbor_confluence.tools import Toolkit
+    from harbor_confluence.adapters.tools import Toolkit
+    from harbor_confluence.pipeline.executor import Port
 
 __all__ = ["openai_agents_tools"]
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harbor_confluence.executor import Port
     from harbor_confluence.node.client import NodeClient
+    from harbor_confluence.pipeline.executor import Port
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_DENIED, EXIT_HELD, EXIT_UPSTREAM = 0, 1, 2, 3, 4, 5
 
@@ -57,7 +57,7 @@ def load_port(args: argparse.Namespace) -> Port | NodeClient:
     """The embedded port, or in client mode the node (which holds the port)."""
     if client_mode():
         return node_client()
-    from harbor_confluence.executor import Port
+    from harbor_confluence.pipeline.executor import Port
 
     return Port.load(
         args.manifest, args.policy, requester=getattr(args, "requester", None) or "cli"
@@ -66,7 +66,7 @@ def load_port(args: argparse.Namespace) -> Port | NodeClient:
 
 def load_local_port(args: argparse.Namespace) -> Port:
     """The embedded port, for commands that only exist embedded."""
-    from harbor_confluence.executor import Port
+    from harbor_confluence.pipeline.executor import Port
 
     return Port.load(
         args.manifest, args.policy, requester=getattr(args, "requester", None) or "cli"

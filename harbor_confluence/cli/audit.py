@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ._common import EXIT_ERROR, EXIT_OK, add_command, client_mode, emit, node_client
 
 if TYPE_CHECKING:
-    from harbor_confluence.audit import AuditLog
     from harbor_confluence.node.client import NodeAudit
+    from harbor_confluence.review.audit import AuditLog
 
 _HIDDEN = ("seq", "ts", "event", "prev", "hash")
 
@@ -20,8 +20,8 @@ def _log() -> AuditLog | NodeAudit:
     """The node's log in client mode (an operator token), else this state dir's."""
     if client_mode():
         return node_client().audit
-    from harbor_confluence.audit import AuditLog
     from harbor_confluence.config import state_dir
+    from harbor_confluence.review.audit import AuditLog
 
     return AuditLog.for_home(state_dir())
 

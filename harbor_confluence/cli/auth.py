@@ -18,7 +18,7 @@ from ._common import EXIT_ERROR, EXIT_INVALID, EXIT_OK, add_command, emit, fail
 
 if TYPE_CHECKING:
     from harbor_confluence.config import LocalConfig
-    from harbor_confluence.secretstore import SecretStore
+    from harbor_confluence.secrets.store import SecretStore
 
 MAX_SECRET_CHARS = 8192
 _ENV_SECRETS = ("CONFLUENCE_ACCESS_TOKEN", "CONFLUENCE_API_TOKEN")
@@ -57,7 +57,7 @@ class _SecretReader:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from harbor_confluence.config import LocalConfig, state_dir
-    from harbor_confluence.secretstore import SecretStore
+    from harbor_confluence.secrets.store import SecretStore
 
     home = state_dir()
     config = LocalConfig(home)
@@ -73,7 +73,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def _token_set(args: argparse.Namespace, home: Path, config: LocalConfig) -> int:
-    from harbor_confluence.secretstore import SecretRecord, SecretStore
+    from harbor_confluence.secrets.store import SecretRecord, SecretStore
 
     backend = args.backend or config.get("secret-backend") or "file"
     store = SecretStore(home, backend)  # refuses an unusable keyring before prompting
@@ -112,7 +112,7 @@ def _forget_elsewhere(home: Path, kept: str, previous: str) -> None:
     so a plain ``token set`` never loads keyring.
     """
     from harbor_confluence.errors import ConfigError
-    from harbor_confluence.secretstore import SecretStore
+    from harbor_confluence.secrets.store import SecretStore
 
     for name in {"file", previous} - {kept}:
         with contextlib.suppress(ConfigError):  # an unusable keyring holds nothing of ours
@@ -144,10 +144,10 @@ def _token_status(args: argparse.Namespace, store: SecretStore) -> int:
 def cmd_auth(args: argparse.Namespace) -> int:
     import httpx
 
-    from harbor_confluence.auth import Connection
     from harbor_confluence.config import LocalConfig, state_dir
-    from harbor_confluence.executor import default_manifest_path
-    from harbor_confluence.manifest import load_manifest
+    from harbor_confluence.pipeline.executor import default_manifest_path
+    from harbor_confluence.pipeline.manifest import load_manifest
+    from harbor_confluence.secrets.auth import Connection
 
     home = state_dir()
     manifest = load_manifest(args.manifest or default_manifest_path())

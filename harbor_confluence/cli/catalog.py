@@ -24,9 +24,9 @@ def _no_port_files(args: argparse.Namespace, what: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import export_document
-    from harbor_confluence.executor import live_port_paths
-    from harbor_confluence.manifest import load_manifest
+    from harbor_confluence.catalog.dock import export_document
+    from harbor_confluence.pipeline.executor import live_port_paths
+    from harbor_confluence.pipeline.manifest import load_manifest
 
     if args.policy:
         raise fail(
@@ -88,9 +88,9 @@ def _obtain(
 ) -> Any:
     """Fetch (or read) the document and check its signature or pin: (obtained, provenance).
     A hub document must be signed or pinned; a local file too when ``strict``."""
-    from harbor_confluence.catalog import document_publisher, installed_paths, live_manifest
-    from harbor_confluence.hub import obtain
-    from harbor_confluence.signing import TrustStore, check_document
+    from harbor_confluence.catalog.dock import document_publisher, installed_paths, live_manifest
+    from harbor_confluence.catalog.hub import obtain
+    from harbor_confluence.catalog.signing import TrustStore, check_document
 
     live = live_manifest(installed_paths(home))
     got = obtain(source, ca=args.ca, entry=entry, port=live.port.name)
@@ -117,7 +117,7 @@ def _provenance(got: Any, prov: Any, args: argparse.Namespace) -> dict[str, Any]
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import (
+    from harbor_confluence.catalog.dock import (
         apply_import,
         operator_identity,
         plan_import,
@@ -178,7 +178,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     """Ask the hub the live port came from for a newer version; apply only with --yes."""
-    from harbor_confluence.catalog import (
+    from harbor_confluence.catalog.dock import (
         apply_import,
         compare_versions,
         installed_paths,
@@ -284,7 +284,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from harbor_confluence.signing import write_keypair
+    from harbor_confluence.catalog.signing import write_keypair
 
     pub, key = write_keypair(args.output, publisher=args.publisher)
     trust = f"harbor-confluence catalog trust add {key.text} --publisher {args.publisher or 'SLUG'}"
@@ -304,8 +304,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import load_catalog_bytes
-    from harbor_confluence.signing import SIG_SUFFIX, sign_document
+    from harbor_confluence.catalog.dock import load_catalog_bytes
+    from harbor_confluence.catalog.signing import SIG_SUFFIX, sign_document
 
     path = Path(args.file)
     try:
@@ -332,8 +332,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_list(args: argparse.Namespace) -> int:
+    from harbor_confluence.catalog.signing import TrustStore
     from harbor_confluence.config import state_dir
-    from harbor_confluence.signing import TrustStore
 
     keys = TrustStore(state_dir()).keys()
     rows = [k.to_dict() for k in keys]
@@ -347,9 +347,9 @@ def cmd_trust_list(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_add(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import operator_identity, record_audit
+    from harbor_confluence.catalog.dock import operator_identity, record_audit
+    from harbor_confluence.catalog.signing import TrustStore, read_public_key
     from harbor_confluence.config import state_dir
-    from harbor_confluence.signing import TrustStore, read_public_key
 
     home = state_dir()
     operator = operator_identity(args.as_)
@@ -367,9 +367,9 @@ def cmd_trust_add(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_remove(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import operator_identity, record_audit
+    from harbor_confluence.catalog.dock import operator_identity, record_audit
+    from harbor_confluence.catalog.signing import TrustStore
     from harbor_confluence.config import state_dir
-    from harbor_confluence.signing import TrustStore
 
     home = state_dir()
     operator = operator_identity(args.as_)
@@ -385,11 +385,11 @@ def cmd_trust_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from harbor_confluence.catalog import installed_paths, policy_state, read_source
+    from harbor_confluence.catalog.dock import installed_paths, policy_state, read_source
+    from harbor_confluence.catalog.drafts import list_drafts
     from harbor_confluence.config import LocalConfig, state_dir
-    from harbor_confluence.drafts import list_drafts
-    from harbor_confluence.executor import live_port_paths
-    from harbor_confluence.manifest import load_manifest
+    from harbor_confluence.pipeline.executor import live_port_paths
+    from harbor_confluence.pipeline.manifest import load_manifest
 
     _no_port_files(args, "catalog status")
     home = state_dir()

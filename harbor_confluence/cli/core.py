@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from harbor_confluence.pagination import (
+from harbor_confluence.pipeline.pagination import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_REQUESTS,
     HARD_MAX_ITEMS,
@@ -36,7 +36,7 @@ def cmd_actions(args: argparse.Namespace) -> int:
         with node_client() as client:
             rows = [info.to_dict() for info in client.actions()]
     else:
-        from harbor_confluence.listing import action_rows
+        from harbor_confluence.cli.listing import action_rows
 
         rows = action_rows(args.manifest, args.policy)
     width = max((len(r["name"]) for r in rows), default=10)
@@ -101,8 +101,8 @@ def _read_input(spec: str | None) -> Any:
     if len(raw) > MAX_INPUT_BYTES:
         msg = f"input from {where} is larger than {MAX_INPUT_BYTES} bytes"
         raise CliExit(EXIT_INVALID, {"code": "invalid_input", "message": msg}, f"error: {msg}")
-    from harbor_confluence.documents import MAX_INPUT_DEPTH, loads_json
     from harbor_confluence.errors import InputError
+    from harbor_confluence.pipeline.documents import MAX_INPUT_DEPTH, loads_json
 
     try:  # the nesting depth is measured before parsing (no RecursionError)
         return loads_json(raw, where, MAX_INPUT_DEPTH, field="input")
@@ -178,7 +178,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     config = LocalConfig(state_dir())
     if args.config_cmd == "set":
-        from harbor_confluence.auth import check_config_value
+        from harbor_confluence.secrets.auth import check_config_value
 
         check_config_value(args.key, args.value)  # bad URLs, the placeholder, unknown backends
         config.set(args.key, args.value)
@@ -201,7 +201,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
         sys.stdout.write(manifest_schema_text())
         return EXIT_OK
-    from harbor_confluence.manifest import load_manifest
+    from harbor_confluence.pipeline.manifest import load_manifest
 
     m = load_manifest(args.file)
     emit(
@@ -258,7 +258,7 @@ def _sim_port(text: str) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from harbor_confluence.demo import run_demo
+    from harbor_confluence.cli.demo import run_demo
 
     return run_demo(json_output=args.json)
 

@@ -24,7 +24,7 @@ def _home(args: argparse.Namespace) -> Any:
 
 
 def _identity(explicit: str | None) -> str:
-    from harbor_confluence.catalog import operator_identity
+    from harbor_confluence.catalog.dock import operator_identity
 
     return operator_identity(explicit)
 
@@ -38,7 +38,7 @@ def _line(d: Any) -> str:
 
 
 def cmd_propose(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import propose
+    from harbor_confluence.catalog.drafts import propose
 
     draft = propose(args.file, _home(args), _identity(args.as_), replace=args.replace)
     emit(
@@ -51,7 +51,7 @@ def cmd_propose(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import list_drafts
+    from harbor_confluence.catalog.drafts import list_drafts
 
     drafts = list_drafts(_home(args))
     emit(args, [d.to_dict() for d in drafts], "\n".join(_line(d) for d in drafts) or "no drafts")
@@ -59,7 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import get_draft
+    from harbor_confluence.catalog.drafts import get_draft
 
     draft = get_draft(args.name, _home(args))
     data = draft.to_dict()
@@ -68,7 +68,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import validate
+    from harbor_confluence.catalog.drafts import validate
 
     draft = validate(args.name, _home(args))
     check = draft.validation
@@ -96,7 +96,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import try_draft
+    from harbor_confluence.catalog.drafts import try_draft
 
     from .core import _read_input
 
@@ -124,7 +124,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def cmd_request_publish(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import request_publish
+    from harbor_confluence.catalog.drafts import request_publish
 
     who = _identity(args.as_)
     draft = request_publish(args.name, _home(args), who)
@@ -138,7 +138,7 @@ def cmd_request_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from harbor_confluence.drafts import publish
+    from harbor_confluence.catalog.drafts import publish
 
     if not args.as_:
         raise fail(

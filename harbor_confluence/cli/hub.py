@@ -22,7 +22,7 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from harbor_confluence.hub import HubServer
+    from harbor_confluence.catalog.hub import HubServer
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise fail(EXIT_INVALID, "invalid_option", "--tls-cert and --tls-key go together")
@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from harbor_confluence.hub import build_index
+    from harbor_confluence.catalog.hub import build_index
 
     if not Path(args.dir).is_dir():
         raise fail(EXIT_INVALID, "invalid_option", f"{args.dir} is not a directory")
@@ -63,7 +63,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harbor_confluence.hub import MAX_INDEX_BYTES, HubClient, HubError, parse_index
+    from harbor_confluence.catalog.hub import MAX_INDEX_BYTES, HubClient, HubError, parse_index
 
     with HubClient(ca=args.ca, max_bytes=MAX_INDEX_BYTES) as client:
         got = client.get(args.url)

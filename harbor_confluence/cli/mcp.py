@@ -30,9 +30,9 @@ from ._common import (
 from .tools import add_filter_args, filters, toolkit_from_args
 
 if TYPE_CHECKING:
-    from harbor_confluence.executor import Port
-    from harbor_confluence.mcp_server import Toolkit
-    from harbor_confluence.tools import Toolkit as PortToolkit
+    from harbor_confluence.adapters.mcp_server import Toolkit
+    from harbor_confluence.adapters.tools import Toolkit as PortToolkit
+    from harbor_confluence.pipeline.executor import Port
 
 TOOL_LIST_BUDGET = 30_000
 """Bytes (compact UTF-8 JSON) the default per-action listing may take in a client's context."""
@@ -96,9 +96,9 @@ def answers_stamp(args: argparse.Namespace) -> dict[str, Any] | None:
     from the old answers), the code that shapes the answers, and the installed SDK.
     None when the files cannot be located (then nothing is served before the SDK).
     """
+    from harbor_confluence.adapters.mcp_front import file_stamp, package_stamp
     from harbor_confluence.config import state_dir
     from harbor_confluence.errors import HarborError
-    from harbor_confluence.mcp_front import file_stamp, package_stamp
     from harbor_confluence.paths import default_policy_path, live_port_paths
 
     try:
@@ -111,7 +111,14 @@ def answers_stamp(args: argparse.Namespace) -> dict[str, Any] | None:
     except HarborError:
         return None
     here = Path(__file__).resolve().parent.parent
-    code = ("mcp_server.py", "mcp_front.py", "tools.py", "policy.py", "manifest.py", "cli/mcp.py")
+    code = (
+        "adapters/mcp_server.py",
+        "adapters/mcp_front.py",
+        "adapters/tools.py",
+        "pipeline/policy.py",
+        "pipeline/manifest.py",
+        "cli/mcp.py",
+    )
     return {
         "manifest": file_stamp(manifest),
         "policy": file_stamp(policy),
@@ -127,7 +134,7 @@ def default_toolsets(port: Port, definitions: list[dict[str, Any]]) -> list[str]
     """The toolsets of the scoped default: :data:`DEFAULT_TOOLSETS` order, then the rest
     in manifest order, as many as keep ``definitions`` (the whole catalog's listing)
     within :data:`TOOL_LIST_BUDGET`; at least the first."""
-    from harbor_confluence.tools import encoded_size
+    from harbor_confluence.adapters.tools import encoded_size
 
     toolset_of = {a.name: a.toolset for a in port.manifest.actions}
     base = 2  # the list's brackets, and tools that belong to no toolset (approvals)
@@ -153,7 +160,7 @@ def default_toolsets(port: Port, definitions: list[dict[str, Any]]) -> list[str]
 
 def scoped_toolkit(args: argparse.Namespace, port: Port) -> PortToolkit:
     """The toolkit ``mcp`` serves: as selected, or the scoped default (see ``--help``)."""
-    from harbor_confluence.tools import encoded_size
+    from harbor_confluence.adapters.tools import encoded_size
 
     kit = toolkit_from_args(args, port)
     if args.shape != "per-action" or getattr(args, "all_actions", False):
@@ -186,7 +193,7 @@ def _serve_with_front(
     """Answer from the saved answers while the SDK is imported, then hand over."""
     import threading
 
-    from harbor_confluence import mcp_front
+    from harbor_confluence.adapters import mcp_front
 
     pipe = mcp_front.StdioPipe()
     failures: list[ImportError] = []
@@ -195,7 +202,7 @@ def _serve_with_front(
         try:
             import anyio  # noqa: F401
 
-            import harbor_confluence.mcp_server  # noqa: F401
+            import harbor_confluence.adapters.mcp_server  # noqa: F401
         except ImportError as exc:
             failures.append(exc)
         finally:
@@ -210,7 +217,7 @@ def _serve_with_front(
             raise _missing_extra(failures[0])
         import anyio
 
-        from harbor_confluence.mcp_server import ToolServer
+        from harbor_confluence.adapters.mcp_server import ToolServer
 
         def load() -> Toolkit:
             return scoped_toolkit(args, load_local_port(args))
@@ -234,7 +241,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         args.toolsets = [t for t in args.toolsets if t != "all"] or None
         args.all_actions = True
     if not args.http and not client_mode():
-        from harbor_confluence.mcp_front import read_saved
+        from harbor_confluence.adapters.mcp_front import read_saved
 
         listing = listing_path(args)
         answers, stamp = answers_path(listing), answers_stamp(args)
@@ -244,7 +251,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     try:
         import anyio
 
-        from harbor_confluence.mcp_server import ToolServer
+        from harbor_confluence.adapters.mcp_server import ToolServer
     except ImportError as exc:
         raise _missing_extra(exc) from None
 

@@ -28,8 +28,8 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from harbor_confluence.queue import Ticket
-    from harbor_confluence.reviews import ReviewsService
+    from harbor_confluence.review.queue import Ticket
+    from harbor_confluence.review.service import ReviewsService
 
 # How `queue status`, `queue approve` and `queue run` exit by the ticket's state, as the
 # README's table says: 0 succeeded, 4 waiting (for approvals, for the run, or, `unknown`,
@@ -53,8 +53,8 @@ def _reviews(args: argparse.Namespace) -> ReviewsService:
     if client_mode():
         return node_client().reviews
     from harbor_confluence.config import state_dir
-    from harbor_confluence.queue import ReviewQueue, default_operator
-    from harbor_confluence.reviews import Reviews
+    from harbor_confluence.review.queue import ReviewQueue, default_operator
+    from harbor_confluence.review.service import Reviews
 
     operator = str(getattr(args, "operator", None) or default_operator())
     return Reviews(ReviewQueue.for_home(state_dir()), operator, lambda: load_local_port(args))

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from ._common import EXIT_OK, add_command, client_mode, emit, load_local_port, node_client
 
 if TYPE_CHECKING:
-    from harbor_confluence.executor import Port
-    from harbor_confluence.tools import Toolkit
+    from harbor_confluence.adapters.tools import Toolkit
+    from harbor_confluence.pipeline.executor import Port
 
 FORMATS = ("mcp", "openai", "anthropic")
 SHAPES = ("per-action", "compact")
@@ -78,7 +78,7 @@ def _drafts_on_the_live_port(args: argparse.Namespace) -> None:
 
 
 def toolkit_from_args(args: argparse.Namespace, port: Port) -> Toolkit:
-    from harbor_confluence.tools import Toolkit
+    from harbor_confluence.adapters.tools import Toolkit
 
     _drafts_on_the_live_port(args)
     return Toolkit(port, shape=args.shape, requester=getattr(args, "requester", None),
@@ -87,7 +87,7 @@ def toolkit_from_args(args: argparse.Namespace, port: Port) -> Toolkit:
 
 def _node_tools(args: argparse.Namespace) -> int:
     """Client mode: the node builds the tools from its policy and this token's grant."""
-    from harbor_confluence.tools import encoded_size
+    from harbor_confluence.adapters.tools import encoded_size
 
     with node_client() as client:
         if not args.stats:
@@ -116,7 +116,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
     _drafts_on_the_live_port(args)
     port = load_local_port(args)
     if args.stats:
-        from harbor_confluence.tools import tool_sizes
+        from harbor_confluence.adapters.tools import tool_sizes
 
         sizes = tool_sizes(port, args.format, **filters(args))
         served = _mcp_default(args, port, sizes["actions_offered"])
@@ -143,7 +143,7 @@ def _mcp_default(args: argparse.Namespace, port: Port, offered: int) -> dict[str
     """What ``harbor-confluence mcp`` lists by default with these filters: the whole
     selection (``offered`` actions), or the toolsets that fit the context budget
     (``cli/mcp.py``)."""
-    from harbor_confluence.tools import encoded_size
+    from harbor_confluence.adapters.tools import encoded_size
 
     from .mcp import scoped_toolkit
 

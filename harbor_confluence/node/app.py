@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from harbor_confluence import __version__
-from harbor_confluence.documents import MAX_REQUEST_DEPTH, loads_json
 from harbor_confluence.errors import HarborError, InputError, Violation
-from harbor_confluence.pagination import (
+from harbor_confluence.pipeline.documents import MAX_REQUEST_DEPTH, loads_json
+from harbor_confluence.pipeline.pagination import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_REQUESTS,
     HARD_MAX_ITEMS,
@@ -34,7 +34,7 @@ from .service import NodeService, error_status
 from .wire import ticket_to_wire
 
 if TYPE_CHECKING:
-    from harbor_confluence.tools import Shape
+    from harbor_confluence.adapters.tools import Shape
 
 __all__ = ["MAX_BODY_BYTES", "bearer", "build_app"]
 

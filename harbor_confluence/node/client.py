@@ -29,15 +29,15 @@ from harbor_confluence.errors import (
     NodeUnavailable,
     error_from_dict,
 )
-from harbor_confluence.transport import HttpClients
+from harbor_confluence.pipeline.transport import HttpClients
 
 if TYPE_CHECKING:
-    from harbor_confluence.audit import VerifyResult
-    from harbor_confluence.executor import ActionInfo
-    from harbor_confluence.pagination import Pagination
-    from harbor_confluence.queue import Ticket
-    from harbor_confluence.summary import Result
-    from harbor_confluence.tools import ToolReply
+    from harbor_confluence.adapters.tools import ToolReply
+    from harbor_confluence.pipeline.executor import ActionInfo
+    from harbor_confluence.pipeline.pagination import Pagination
+    from harbor_confluence.pipeline.summary import Result
+    from harbor_confluence.review.audit import VerifyResult
+    from harbor_confluence.review.queue import Ticket
 
 __all__ = [
     "NODE_CA_ENV",
@@ -185,7 +185,7 @@ class NodeClient(HttpClients):
         return dict(self.request("GET", "/v1/whoami"))
 
     def actions(self) -> list[ActionInfo]:
-        from harbor_confluence.executor import ActionInfo
+        from harbor_confluence.pipeline.executor import ActionInfo
 
         rows = self.request("GET", "/v1/actions")
         return [
@@ -226,7 +226,7 @@ class NodeClient(HttpClients):
         requester: str | None = None,
     ) -> Pagination:
         """Every item of a paged listing, one node call per page (each one decided)."""
-        from harbor_confluence.pagination import (
+        from harbor_confluence.pipeline.pagination import (
             DEFAULT_MAX_ITEMS,
             DEFAULT_MAX_REQUESTS,
             Pagination,
@@ -311,7 +311,7 @@ class NodeToolkit:
     async def acall(
         self, name: str, arguments: Any = None, *, requester: str | None = None
     ) -> ToolReply:
-        from harbor_confluence.tools import ToolReply
+        from harbor_confluence.adapters.tools import ToolReply
 
         try:
             d = await self._client.atool_call(name, arguments, **self._selection)
@@ -325,7 +325,7 @@ class NodeToolkit:
 
 
 class NodeReviews:
-    """The review queue over a node (see :class:`harbor_confluence.reviews.Reviews`)."""
+    """The review queue over a node (see :class:`harbor_confluence.review.service.Reviews`)."""
 
     def __init__(self, client: NodeClient) -> None:
         self._client = client
@@ -435,7 +435,7 @@ class NodeAudit:
         self.path = self.location = client.where
 
     def verify(self) -> VerifyResult:
-        from harbor_confluence.audit import VerifyResult
+        from harbor_confluence.review.audit import VerifyResult
 
         d = self._client.request("GET", "/v1/audit/verify")
         return VerifyResult(
@@ -457,6 +457,6 @@ def connect(**kwargs: Any) -> Any:
     """A node client when ``HARBOR_NODE_URL``/``_SOCKET`` is set, else the embedded port."""
     if client_mode():
         return NodeClient.from_env(**kwargs)
-    from harbor_confluence.executor import Port
+    from harbor_confluence.pipeline.executor import Port
 
     return Port.load(**kwargs)

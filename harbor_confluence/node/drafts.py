@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harbor_confluence.drafts import (
+from harbor_confluence.catalog.drafts import (
     AGENT_DRAFT_LIMIT,
     Draft,
     DraftError,

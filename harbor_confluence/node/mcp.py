@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from harbor_confluence import __version__
+from harbor_confluence.adapters.mcp_server import INSTRUCTIONS, reply_result
 from harbor_confluence.errors import HarborError
-from harbor_confluence.mcp_server import INSTRUCTIONS, reply_result
 
 from .identities import Identity
 from .service import NodeService, error_status

@@ -72,7 +72,7 @@ def init_home(home: str | Path | None) -> Path:
     os.chmod(path, 0o700)
     check_home(path)
     with contextlib.suppress(ImportError):  # the keyed seals' key, made before first use
-        from harbor_confluence.integrity import IntegrityKey
+        from harbor_confluence.review.integrity import IntegrityKey
 
         IntegrityKey.for_home(path)
     return path

@@ -29,17 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from harbor_confluence.config import atomic_write, state_dir
 from harbor_confluence.errors import AuthError, Forbidden, HarborError, InputError, Violation
-from harbor_confluence.executor import Port
-from harbor_confluence.manifest import Action, Manifest
 from harbor_confluence.paths import live_port_paths
-from harbor_confluence.policy import Policy, policy_from_data
-from harbor_confluence.queue import Ticket, TicketNotFound
+from harbor_confluence.pipeline.executor import Port
+from harbor_confluence.pipeline.manifest import Action, Manifest
+from harbor_confluence.pipeline.policy import Policy, policy_from_data
+from harbor_confluence.review.queue import Ticket, TicketNotFound
 
 from .identities import Identity, IdentityStore
 
 if TYPE_CHECKING:
-    from harbor_confluence.summary import Result
-    from harbor_confluence.tools import Shape, Toolkit
+    from harbor_confluence.adapters.tools import Shape, Toolkit
+    from harbor_confluence.pipeline.summary import Result
 
 __all__ = ["MAX_POLICY_BYTES", "AgentView", "NodeService", "TicketChange"]
 
@@ -123,8 +123,8 @@ class NodeService:
         stamp = self._live_stamp()
         if stamp == self._stamp:
             return
-        from harbor_confluence.manifest import load_manifest
-        from harbor_confluence.policy import load_policy
+        from harbor_confluence.pipeline.manifest import load_manifest
+        from harbor_confluence.pipeline.policy import load_policy
 
         with self._policy_lock:
             manifest_path, policy_path = live_port_paths(self.home)
@@ -179,7 +179,7 @@ class NodeService:
         marked ``remote`` (the review page shows them; webhooks leave them to the node
         that made them, so each event is delivered once).  SQLite has no other nodes.
         """
-        from harbor_confluence.queue import ChangeFeed
+        from harbor_confluence.review.queue import ChangeFeed
 
         if not isinstance(self.port.queue.store, ChangeFeed):
             return None
@@ -414,7 +414,7 @@ class NodeService:
     def set_policy(self, ident: Identity, text: str) -> dict[str, Any]:
         """Replace the live policy (operators only), audited with the diff."""
         self.require_operator(ident, "policy set")
-        from harbor_confluence.documents import parse_document
+        from harbor_confluence.pipeline.documents import parse_document
 
         raw = text.encode()
         if len(raw) > MAX_POLICY_BYTES:
@@ -466,7 +466,7 @@ class NodeService:
     ) -> Toolkit:
         """The tools ``ident`` is offered: its grant, then the policy, then any filters;
         with ``drafts``, the draft tools too (as ``ident``: see the drafts section)."""
-        from harbor_confluence.tools import Toolkit
+        from harbor_confluence.adapters.tools import Toolkit
 
         from .drafts import NodeDraftDesk
 
@@ -550,7 +550,7 @@ class _RateLimit:
 class AgentView:
     """The port as one identity may use it: its granted actions, its own tickets.
 
-    This is what a :class:`~harbor_confluence.tools.Toolkit` is built on inside the node,
+    This is what a :class:`~harbor_confluence.adapters.tools.Toolkit` is built on inside the node,
     so tool listings, calls and ``get_approval_status`` all go through the grant checks.
     """
 
@@ -589,7 +589,7 @@ def error_status(exc: HarborError) -> int:
         PolicyDenied,
         ReadFailed,
     )
-    from harbor_confluence.queue import QueueInputError, QueueRefused
+    from harbor_confluence.review.queue import QueueInputError, QueueRefused
 
     if isinstance(exc, AuthError):
         return 401

@@ -55,7 +55,7 @@ from harbor_confluence.errors import ConfigError
 from .privatefile import PrivateJsonFile
 
 if TYPE_CHECKING:
-    from harbor_confluence.audit import AuditLog
+    from harbor_confluence.review.audit import AuditLog
 
     from .service import NodeService, TicketChange
 

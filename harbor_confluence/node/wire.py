@@ -1,6 +1,6 @@
 """The node's JSON forms of tickets and results, so clients get the same types back.
 
-A :class:`~harbor_confluence.queue.Ticket` travels with every field (the body as
+A :class:`~harbor_confluence.review.queue.Ticket` travels with every field (the body as
 base64, times as epoch seconds) and is rebuilt as a ``Ticket`` on the client, so the
 CLI and Python callers format and branch on it exactly as they do embedded.  Never a
 credential: tickets hold none.
@@ -12,8 +12,8 @@ import base64
 import dataclasses
 from typing import Any
 
-from harbor_confluence.queue import Approval, Ticket
-from harbor_confluence.summary import Result
+from harbor_confluence.pipeline.summary import Result
+from harbor_confluence.review.queue import Approval, Ticket
 
 __all__ = ["result_from_wire", "ticket_from_wire", "ticket_to_wire"]
 

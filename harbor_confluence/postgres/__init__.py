@@ -4,8 +4,8 @@ Why: a node keeps its queue in SQLite and its log in a file, which only processe
 host can share.  Several nodes (for availability, or one per network) that must never
 send an approved write twice need one store they all lock against: a PostgreSQL
 database, chosen with ``HARBOR_DATABASE_URL=postgresql://...`` (or ``database-url`` in
-the state directory's ``config.json``).  The rules stay in ``queue.py`` and the chain in
-``audit.py``; this package only stores them (``tickets.py``, ``audit.py``), versions the
+the state directory's ``config.json``).  The rules stay in ``review/queue.py`` and the chain in
+``review/audit.py``; this package only stores them (``tickets.py``, ``audit.py``), versions the
 schema (``migrations/``, ``db.py``), announces ticket changes (LISTEN/NOTIFY) and moves
 an existing SQLite queue and JSONL log in (``move.py``).
 

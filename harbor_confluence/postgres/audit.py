@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from harbor_confluence.audit import (
+from harbor_confluence.review.audit import (
     _RECORD_MAC,
     _RESERVED,
     GAP_EVENT,
@@ -43,7 +43,7 @@ from harbor_confluence.audit import (
     redact,
     walk_chain,
 )
-from harbor_confluence.integrity import IntegrityKey
+from harbor_confluence.review.integrity import IntegrityKey
 
 from .db import AUDIT_LOCK, Database
 

@@ -38,7 +38,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.integrity import IntegrityKey
+from harbor_confluence.review.integrity import IntegrityKey
 
 from . import (
     POOL_ENV,

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harbor_confluence.audit import HEAD_NAME, LOG_NAME, AuditLog, _parse_record
 from harbor_confluence.errors import ConfigError
-from harbor_confluence.integrity import IntegrityKey
-from harbor_confluence.queue import _COLUMNS, QUEUE_FILE, SqliteTicketStore, Ticket
+from harbor_confluence.review.audit import HEAD_NAME, LOG_NAME, AuditLog, _parse_record
+from harbor_confluence.review.integrity import IntegrityKey
+from harbor_confluence.review.queue import _COLUMNS, QUEUE_FILE, SqliteTicketStore, Ticket
 
 from .audit import PgAuditLog, insert_records, lock_chain, read_anchor
 from .db import Database

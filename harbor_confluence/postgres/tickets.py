@@ -1,4 +1,4 @@
-"""The review queue's :class:`~harbor_confluence.queue.TicketStore` in PostgreSQL.
+"""The review queue's :class:`~harbor_confluence.review.queue.TicketStore` in PostgreSQL.
 
 Why it keeps the queue's guarantees across nodes: every change the queue makes runs in
 one transaction that first reads the ticket with ``SELECT ... FOR UPDATE``.  That row
@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
-from harbor_confluence.integrity import IntegrityKey
-from harbor_confluence.queue import (
+from harbor_confluence.review.integrity import IntegrityKey
+from harbor_confluence.review.queue import (
     _COLUMNS,
     _UPDATABLE,
     Approval,

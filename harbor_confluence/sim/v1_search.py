@@ -1,4 +1,4 @@
-"""v1 GET /wiki/rest/api/search: the CQL subset of ``cql.py`` over pages, blog posts,
+"""v1 GET /wiki/rest/api/search: the CQL subset of ``pipeline/cql.py`` over pages, blog posts,
 comments and attachments, answered as SearchPageResponseSearchResult.
 
 Semantics, kept close to Confluence's:

@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from harbor_confluence.errors import AuthError, ConfigError, HarborError
 from harbor_confluence.node.app import bearer
 from harbor_confluence.node.service import error_status
-from harbor_confluence.queue import MAX_REASON_CHARS, OPEN_STATES, STATES, Ticket
+from harbor_confluence.review.queue import MAX_REASON_CHARS, OPEN_STATES, STATES, Ticket
 
 from .events import ChangeBroker
 from .listing import STATE_ORDER, CursorError, Filters, list_tickets, ticket_space, ticket_title

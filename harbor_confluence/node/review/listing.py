@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from harbor_confluence.queue import STATES, ReviewQueue, Ticket
+from harbor_confluence.review.queue import STATES, ReviewQueue, Ticket
 
 __all__ = ["STATE_ORDER", "Filters", "ListPage", "list_tickets", "ticket_space", "ticket_title"]
 

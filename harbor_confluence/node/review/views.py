@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from harbor_confluence.queue import OPEN_STATES, Ticket
+from harbor_confluence.review.queue import OPEN_STATES, Ticket
 
 __all__ = [
     "DiffRow",

@@ -1,4 +1,4 @@
--- The review queue: tickets and their approvals, as queue.py's SQLite schema (version 3)
+-- The review queue: tickets and their approvals, as review/queue.py's SQLite schema (version 3)
 -- holds them, so a ticket moves between the two unchanged and its seals stay valid.
 -- Times are seconds since the epoch (double precision: the seals cover them as floats);
 -- result, headers and review are JSON text, byte for byte what the queue wrote.
