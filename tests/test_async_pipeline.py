@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from harbor_confluence.pipeline.executor import Port
 from harbor_confluence.pipeline.flow import LoopShare
+from harbor_confluence.secrets.credentials import Credential
 from harbor_confluence.sim import Simulator
+from tests.conftest import API_TOKEN, EMAIL
 
 ENG, HOME = "65538", "98305"
 
@@ -147,3 +152,22 @@ def test_a_thousand_acalls_leave_no_slot_taken(port: Port) -> None:
     oks, share = asyncio.run(main())
     assert all(oks) and len(oks) == 1000
     assert share.in_progress == 0 and share.waiting == 0
+
+
+def test_a_port_runs_at_most_its_concurrency_of_acalls(sim: Simulator, home: Path) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        Port.load(home=home, base_url=sim.url, concurrency=0)
+    seen: list[int] = []
+
+    async def main(port: Port) -> list[bool]:
+        async def one() -> bool:
+            result = await port.acall("get-page", {"path": {"id": HOME}})
+            seen.append(port._share().in_progress)
+            return result.ok
+
+        return await asyncio.gather(*(one() for _ in range(60)))
+
+    credential = Credential.basic(EMAIL, API_TOKEN, "test")
+    with Port.load(home=home, base_url=sim.url, credential=credential, concurrency=3) as port:
+        assert all(asyncio.run(main(port)))
+    assert max(seen) <= 3 and len(seen) == 60

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
 import statistics
 import sys
@@ -128,6 +129,36 @@ class Batch:
     stall_after_start: float  # the longest lateness of a sleep begun after that burst
     wall: float
     outcomes: collections.Counter[str]
+    gc_longest: float = 0.0  # the longest pause of CPython's cyclic GC during the batch
+    gc_full: int = 0  # full (generation 2) collections during the batch
+    stall_net_gc: float = 0.0  # the longest lateness less the GC pauses inside it
+
+
+class GcPauses:
+    """Records every pause of CPython's cyclic garbage collector (``gc.callbacks``): a
+    full collection walks every object in the process, whoever allocated it, and stalls
+    the loop for as long as it runs."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[float, float, int]] = []
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.spans.append((self._start, time.perf_counter(), int(info["generation"])))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def within(self, start: float, end: float) -> float:
+        """Seconds of GC pause between ``start`` and ``end``."""
+        return sum(max(0.0, min(end, b) - max(start, a)) for a, b, _ in self.spans)
 
 
 async def probed(call: Call, calls: int, probe: Probe | None = None) -> Batch:
@@ -142,14 +173,19 @@ async def probed(call: Call, calls: int, probe: Probe | None = None) -> Batch:
     await asyncio.sleep(0)  # the probe is asleep before the batch starts
     loop = asyncio.get_running_loop()
     burst_end: list[float] = []
-    t0 = time.perf_counter()
-    tasks = [asyncio.ensure_future(call(i)) for i in range(calls)]
-    loop.call_soon(lambda: burst_end.append(time.perf_counter()))  # after every first step
-    outcomes = await asyncio.gather(*tasks)
-    wall = time.perf_counter() - t0
-    probe.stop()
-    await task
+    with GcPauses() as pauses:
+        t0 = time.perf_counter()
+        tasks = [asyncio.ensure_future(call(i)) for i in range(calls)]
+        loop.call_soon(lambda: burst_end.append(time.perf_counter()))  # after every first step
+        outcomes = await asyncio.gather(*tasks)
+        wall = time.perf_counter() - t0
+        probe.stop()
+        await task
     after = [lag for lag, at in zip(probe.lags, probe.starts, strict=True) if at >= burst_end[0]]
+    net = [
+        lag - pauses.within(at + PROBE_INTERVAL, at + PROBE_INTERVAL + lag)
+        for lag, at in zip(probe.lags, probe.starts, strict=True)
+    ]
     return Batch(
         stall=max(probe.lags),
         lag_p99=p99(probe.lags),
@@ -157,6 +193,9 @@ async def probed(call: Call, calls: int, probe: Probe | None = None) -> Batch:
         stall_after_start=max(after, default=0.0),
         wall=wall,
         outcomes=collections.Counter(outcomes),
+        gc_longest=max((b - a for a, b, _ in pauses.spans), default=0.0),
+        gc_full=sum(1 for *_, generation in pauses.spans if generation == 2),
+        stall_net_gc=max(net, default=0.0),
     )
 
 
@@ -274,7 +313,8 @@ def _line(label: str, b: Batch) -> str:
     return (
         f"{label}: longest stall {fmt_time(b.stall)} (start burst {fmt_time(b.start_burst)}, "
         f"longest after it {fmt_time(b.stall_after_start)}), p99 {fmt_time(b.lag_p99)}, "
-        f"wall {fmt_time(b.wall)}"
+        f"wall {fmt_time(b.wall)}; GC: longest {fmt_time(b.gc_longest)}, {b.gc_full} full, "
+        f"stall less GC {fmt_time(b.stall_net_gc)}"
     )
 
 
@@ -510,6 +550,24 @@ def run(ctx: Context) -> list[Row]:
             details={"runner": r_after.to_dict(), "bare": b_after.to_dict()},
         ),
     ]
+    r_net, b_net = stats(runner, "stall_net_gc"), stats(bare, "stall_net_gc")
+    r_gc = stats(runner, "gc_longest")
+    full = sum(b.gc_full for b in runner)
+    rows.append(
+        Row(
+            NUMBER,
+            "s10.net-gc",
+            "longest loop stall less CPython's GC pauses, runner (diagnostic)",
+            value=r_net.median,
+            unit="s",
+            spread=(r_net.p10, r_net.p90),
+            comparison=f"bare httpx: {fmt_time(b_net.median)}; the longest GC pause in a "
+            f"runner batch: {fmt_time(r_gc.median)} (median; {full} full collections in "
+            f"{len(runner)} batches)"
+            + ("; within the target without them" if r_net.median <= TARGET_MAX else ""),
+            details={"runner": r_net.to_dict(), "bare": b_net.to_dict(), "gc": r_gc.to_dict()},
+        )
+    )
     g_max, g_after = stats(out[GATED], "stall"), stats(out[GATED], "stall_after_start")
     rows.append(
         Row(

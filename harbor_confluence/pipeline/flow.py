@@ -141,7 +141,9 @@ class LoopShare:
     - **admission**: at most ``slots`` calls in progress; the others wait at
       :meth:`enter`, before any work (a future in a queue: about a microsecond each, so a
       thousand calls started together cost the loop a millisecond, not their validation,
-      request building and connection set-up all in one iteration);
+      request building and connection set-up all in one iteration).  Only the first call
+      to arrive in an iteration is admitted at once; free slots go to later arrivals at
+      the start of the next iteration, so a burst's first turn is only its waiting;
     - **a budget per loop iteration**: a call about to run its own code (validation,
       building, summarising) while this iteration has already spent ``budget`` seconds
       on such work waits for the next iteration (:meth:`pace`).  Every iteration then
@@ -151,7 +153,17 @@ class LoopShare:
     and each one's summary and audit record would then run in one iteration.
     """
 
-    __slots__ = ("_closing", "_free", "_slice", "_waiting", "budget", "loop", "slots")
+    __slots__ = (
+        "_admitting",
+        "_closing",
+        "_entered",
+        "_free",
+        "_slice",
+        "_waiting",
+        "budget",
+        "loop",
+        "slots",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, slots: int, budget: float) -> None:
         self.loop = loop
@@ -161,6 +173,8 @@ class LoopShare:
         self.budget = budget
         self._slice = -1.0  # when this iteration's first paced step began; -1: none yet
         self._closing = self._close_slice  # one bound method, scheduled per iteration
+        self._entered = False  # a call was admitted at once in this iteration
+        self._admitting = False  # _admit is scheduled for the next iteration
 
     @property
     def in_progress(self) -> int:
@@ -176,12 +190,29 @@ class LoopShare:
 
     def enter(self) -> asyncio.Future[None] | None:
         """None: admitted.  Otherwise a future to await; it is done when admitted."""
-        if self._free > 0 and not self._waiting:
+        if self._free > 0 and not self._waiting and not self._entered:
             self._free -= 1
+            self._entered = True
+            self.loop.call_soon(self._next_entry)
             return None
         admitted: asyncio.Future[None] = self.loop.create_future()
         self._waiting.append(admitted)
+        if self._free > 0 and not self._admitting:
+            self._admitting = True
+            self.loop.call_soon(self._admit)
         return admitted
+
+    def _next_entry(self) -> None:
+        self._entered = False
+
+    def _admit(self) -> None:
+        """Free slots to the calls that arrived while one was admitted at once."""
+        self._admitting = False
+        while self._free > 0 and self._waiting:
+            admitted = self._waiting.popleft()
+            if not admitted.done():
+                self._free -= 1
+                admitted.set_result(None)
 
     def leave(self) -> None:
         """A call is over: hand its slot to the longest waiting call still waiting."""
