@@ -362,6 +362,21 @@ def test_deferred_reads_reach_the_file_without_a_flush(tmp_path: Path) -> None:
     assert log.verify().ok
 
 
+def test_a_thread_deferring_a_full_batch_writes_it_itself(tmp_path: Path) -> None:
+    """The deferring thread writes its own batch once DEFER_BATCH records are queued: no
+    hand-off to the flusher thread, whose GIL contention cost the caller more."""
+    from harbor_confluence.review.audit import DEFER_BATCH
+
+    log = AuditLog(tmp_path / "audit.jsonl", defer_reads=True)
+    for n in range(DEFER_BATCH - 1):
+        log.append("auto-sent", durable=False, n=n)
+    assert len(_events_on_disk(log.path)) < DEFER_BATCH  # still queued (or flushed early)
+    log.append("auto-sent", durable=False, n=DEFER_BATCH - 1)
+    lines = [json.loads(line) for line in log.path.read_bytes().splitlines()]
+    assert [r["n"] for r in lines] == list(range(DEFER_BATCH))  # all, in order, at once
+    assert log.verify().ok
+
+
 def test_a_durable_append_writes_the_deferred_reads_before_it(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "audit.jsonl", defer_reads=True)
     for n in range(5):

@@ -124,10 +124,11 @@ class Port(HttpClients):
     Going past either limit ends the call as an upstream error (a ``Result`` with
     ``error.type`` ``deadline`` or ``too_large``; an approved write then ends ``unknown``).
 
-    An auto-sent read's audit record is written by the log's flusher thread within 20 ms
-    (``defer_read_audit``; at the latest by :meth:`close` or exit), so a read never waits
-    on the file; on an event loop, by the loop's next iteration, with the other reads of
-    that iteration (a thread contending for the GIL costs the loop more).  Every write's
+    An auto-sent read's audit record is queued (``defer_read_audit``) and written with
+    others: by the calling thread once 64 are queued or the oldest is 20 ms old, by a
+    flusher thread once the callers go quiet, on an event loop by its next iteration;
+    at the latest by :meth:`close` or exit.  So a read's call pays its record's share of
+    one write, not a write of its own.  Every write's
     record is on disk before it is sent.
 
     On an event loop at most ``concurrency`` calls of this port are in progress at once;

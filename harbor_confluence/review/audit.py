@@ -23,7 +23,9 @@ anchor move.  A durable record is fsynced, with everything queued before it, bef
 :meth:`AuditLog.append` returns; ``durable=False`` (reads) skips the fsync, not the
 anchor, and does not wait while another thread is writing (its record is written by that
 thread; readers, ``close`` and exit write what is queued first).  A log that defers
-reads (a ``Port``'s) queues them instead: off an event loop for a flusher thread, on one
+reads (a ``Port``'s) queues them instead: off an event loop the deferring thread writes
+them itself in batches of up to 64 (a flusher thread writes what is left once it goes
+quiet), on one
 for a single write at the start of the loop's next iteration.  A hard crash can lose
 a read queued that way, never an acknowledged durable record.  Values that look like a
 credential are replaced with ``[redacted]`` before they are queued: no record holds a
@@ -216,8 +218,9 @@ class AuditLog:
         self.head_path = self.path.with_name(HEAD_NAME)
         self._group = _group_for(self.path)
         self._key = key
-        # Reads' records (durable=False) are queued and written within LINGER seconds by
-        # the group's flusher thread, or on an event loop by its next iteration (either
+        # Reads' records (durable=False) are queued and written in batches by the thread
+        # that queued them (a flusher thread writes what is left within 2 x LINGER
+        # seconds), or on an event loop by its next iteration (either
         # sooner, by the next durable append, a reader, or exit), so a read's call never
         # waits on the file.
         self.defer_reads = defer_reads
@@ -264,9 +267,9 @@ class AuditLog:
         at once go out in one batch (see :class:`_Group`).  A ``durable`` record is written
         and fsynced, with everything queued before it, before this returns.
 
-        ``defer`` (reads only; default: the log's ``defer_reads``) queues the record for
-        the flusher thread, or, called on an event loop, for the loop's next iteration,
-        instead of writing it here.
+        ``defer`` (reads only; default: the log's ``defer_reads``) queues the record, to
+        be written with others (:meth:`_Group.defer`), or, called on an event loop, by
+        the loop's next iteration, instead of writing it here.
 
         ``durable=False`` is for auto-sent reads, which change nothing upstream: no fsync,
         and no wait while another thread is writing: the record is queued and that
@@ -447,6 +450,7 @@ class AuditLog:
 
 _MAX_BATCH = 256  # records per write: bounds one write(2), and one leader's turn
 LINGER = 0.02  # seconds a deferred read's record waits for others to share its write
+DEFER_BATCH = 64  # deferred records a deferring thread lets queue before it writes them
 
 
 class _Pending:
@@ -507,6 +511,8 @@ class _Group:
         self.kick = threading.Event()  # deferred records wait: the flusher writes them
         self.flusher: threading.Thread | None = None
         self.loops_due: set[asyncio.AbstractEventLoop] = set()  # a batch write is scheduled
+        self.oldest = 0.0  # when the first record of the current queue was queued
+        self.last_defer = 0.0  # when a thread last deferred a record
         # (inode, size) of the log when we last saw its end, and the record there: while
         # nobody else has appended, the next batch need not read the tail (nor the anchor).
         self.tail: tuple[tuple[int, int], dict[str, Any]] | None = None
@@ -521,19 +527,37 @@ class _Group:
         return self.generation
 
     def defer(self, item: _Pending) -> None:
-        """Queue ``item`` without writing it; the flusher thread writes it within
-        ``LINGER`` seconds, with whatever else arrived meanwhile (a durable append,
-        a reader or exit write it sooner, in queue order)."""
+        """Queue ``item`` without writing it now.
+
+        The thread that defers writes the queue itself, in one batch, once it holds
+        ``DEFER_BATCH`` records or its oldest is ``LINGER`` old; a flusher thread writes
+        what is left when the appending threads go quiet for ``LINGER`` (a durable append,
+        a reader or exit write it sooner, in queue order).  Why not the flusher for every
+        batch: its JSON and MAC work contends with the caller for the GIL, and each hand-off
+        of the GIL between them measured more than the batch's own write.
+        """
+        now = time.monotonic()
+        generation: int | None = None
         with self.mu:
+            if not self.queue:
+                self.oldest = now
             self.queue.append(item)
             self.enqueued += 1
             item.number = self.enqueued
-            if self.flusher is None:
+            self.last_defer = now
+            due = len(self.queue) >= DEFER_BATCH or now - self.oldest >= LINGER
+            if due and not self.leading:
+                generation = self._take_lead()
+            elif self.flusher is None:
                 self.flusher = threading.Thread(
                     target=self._flush_deferred, name="harbor-audit-flusher", daemon=True
                 )
                 self.flusher.start()
-        self.kick.set()
+        if generation is not None:
+            with contextlib.suppress(Exception):  # lead() logs lost records
+                self.lead(generation)
+        elif not self.kick.is_set():
+            self.kick.set()
 
     def defer_on_loop(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
         """Queue ``item``; the loop's next iteration writes everything queued, once.
@@ -567,13 +591,21 @@ class _Group:
             self.lead(generation)
 
     def _flush_deferred(self) -> None:
+        """The backstop: write what deferring threads left queued once they are quiet."""
         kick = self.kick
         while True:
             kick.wait()
             kick.clear()
-            time.sleep(LINGER)  # let a burst of reads share one write
-            with contextlib.suppress(Exception):  # lead() logs lost records; keep flushing
-                self.flush()
+            while True:
+                time.sleep(LINGER)
+                with self.mu:
+                    if self.finished >= self.enqueued:
+                        break  # written meanwhile
+                    quiet = time.monotonic() - self.last_defer >= LINGER
+                if quiet:
+                    with contextlib.suppress(Exception):  # lead() logs lost records
+                        self.flush()
+                    break
 
     def submit(self, item: _Pending) -> int | None:
         """Queue ``item``; the generation to :meth:`lead` under when its thread leads."""
