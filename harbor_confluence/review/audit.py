@@ -25,8 +25,7 @@ anchor, and does not wait while another thread is writing (its record is written
 thread; readers, ``close`` and exit write what is queued first).  A log that defers
 reads (a ``Port``'s) queues them instead: off an event loop the deferring thread writes
 them itself in batches of up to 64 (a flusher thread writes what is left once it goes
-quiet), on one
-for a single write at the start of the loop's next iteration.  A hard crash can lose
+quiet); on one, the loop's next iteration writes them in one batch.  A hard crash can lose
 a read queued that way, never an acknowledged durable record.  Values that look like a
 credential are replaced with ``[redacted]`` before they are queued: no record holds a
 credential, and no record holds the key.
