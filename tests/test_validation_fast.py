@@ -455,3 +455,40 @@ def test_without_jsonschema_rs_everything_takes_the_detailed_path() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "path.id pattern"
+
+
+# -- policy predicates: jsonschema-rs where it gives jsonschema's verdict ---------------------
+
+
+@pytest.mark.parametrize("schema", KEYWORD_SCHEMAS, ids=str)
+def test_policy_predicates_agree_with_jsonschema(schema: dict[str, Any]) -> None:
+    from harbor_confluence.pipeline.validation import Predicate, SchemaValidator
+
+    wrapped = {"properties": {"body": {"properties": {"v": schema}}}}
+    fast, slow = Predicate(wrapped), SchemaValidator(wrapped)
+    assert fast._fast is not None  # these keywords take the compiled path
+
+    @settings(BASE, max_examples=60)
+    @given(value=_VALUES)
+    def prop(value: Any) -> None:
+        data = {"body": {"v": value}}
+        assert fast(data) == slow.is_valid(data), value
+
+    for value in (1, 1.0, True, [1, True], {"a": 1.0}, "abc\n", 2**60, float("nan")):
+        data = {"body": {"v": value}}
+        assert fast(data) == slow.is_valid(data), value
+    prop()
+
+
+def test_the_packaged_policy_predicates_are_compiled() -> None:
+    from harbor_confluence.paths import default_policy_path
+    from harbor_confluence.pipeline.policy import load_policy
+
+    policy = load_policy(default_policy_path())
+    predicates = list(policy._validators.values())
+    assert predicates and all(p._fast is not None for p in predicates)
+    cap = next(r for r in policy.rules if r.name == "search-limit-cap")
+    assert cap.when is not None
+    check = policy._validators[id(cap.when)]
+    assert check({"query": {"limit": 101}}) and not check({"query": {"limit": 100}})
+    assert check({"query": {"limit": 101.0}})  # 101.0 is an integer in JSON Schema too

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -25,7 +24,7 @@ from harbor_confluence.errors import ManifestError
 
 from .documents import find_credentials, load_document
 from .request import canonical_json
-from .validation import SchemaValidator, check_schema
+from .validation import Predicate, check_schema
 
 if TYPE_CHECKING:
     from .manifest import Action
@@ -91,7 +90,7 @@ class Policy(_Model):
 
     version: Literal[1] = 1
     rules: list[Rule] = Field(default_factory=list)
-    _validators: dict[int, jsonschema.Draft202012Validator] = PrivateAttr(default_factory=dict)
+    _validators: dict[int, Predicate] = PrivateAttr(default_factory=dict)
     # Rules that can apply to an action depend only on its name and kind: match once.
     _applicable: dict[tuple[str, str], tuple[Rule, ...]] = PrivateAttr(default_factory=dict)
 
@@ -106,10 +105,10 @@ class Policy(_Model):
         for rule in self.rules:
             for schema in (rule.when, rule.unless):
                 if schema is not None:
-                    self._validators[id(schema)] = SchemaValidator(schema)
+                    self._validators[id(schema)] = Predicate(schema)
 
     def _matches(self, schema: dict[str, Any], data: Any) -> bool:
-        return bool(self._validators[id(schema)].is_valid(data))
+        return self._validators[id(schema)](data)
 
     def decide(self, action: Action, data: dict[str, Any], body: bytes | None = None) -> Decision:
         """Decide for one validated input (``{"path":..,"query":..,"body":..}``)."""

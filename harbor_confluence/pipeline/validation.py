@@ -22,6 +22,7 @@ for the platform) every input takes the detailed path.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import math
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_INPUT_DEPTH",
     "InputValidator",
     "PatternError",
+    "Predicate",
     "SchemaValidator",
     "UnknownAction",
     "check_schema",
@@ -501,6 +503,39 @@ def _rs() -> Any:
     except ImportError:  # pragma: no cover - a platform without a wheel
         return None
     return jsonschema_rs
+
+
+class Predicate:
+    """``is_valid`` for a policy's ``when``/``unless`` schema (formats annotate only).
+
+    The compiled jsonschema-rs validator decides plain JSON, under the same conditions
+    that make the input validator's fast path give jsonschema's verdict (``_fast_schema``,
+    RE2 patterns, ``_plain`` data); anything else goes to jsonschema.  A limit rule's
+    predicate on search-pages took 16 µs on jsonschema, most of the policy's time.
+    """
+
+    __slots__ = ("_fast", "_slow")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._slow = SchemaValidator(schema)
+        self._fast: Any = None
+        rs = _rs()
+        if rs is not None and _fast_schema(schema) is not None:
+            with contextlib.suppress(Exception):  # a schema it refuses keeps jsonschema
+                self._fast = rs.Draft202012Validator(
+                    schema,
+                    validate_formats=False,
+                    keywords={"pattern": _RE2Pattern},
+                    pattern_options=rs.RegexOptions(),
+                    offline=True,
+                )
+
+    def __call__(self, data: Any) -> bool:
+        fast = self._fast
+        if fast is not None and _plain(data, 1) is not None:
+            with contextlib.suppress(Exception):  # whatever it cannot take, jsonschema decides
+                return bool(fast.is_valid(data))
+        return bool(self._slow.is_valid(data))
 
 
 def _fast_locations(
