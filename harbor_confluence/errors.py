@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UPSTREAM",
     "AuthError",
+    "Busy",
     "ConfigError",
     "Forbidden",
     "HarborError",
@@ -176,6 +177,14 @@ class Forbidden(HarborError):
     exit_code = EXIT_DENIED
 
 
+class Busy(HarborError):
+    """The node is at a limit it keeps so one caller cannot take it over (open waits);
+    nothing changed: try again once one of the caller's own requests has ended."""
+
+    code = "busy"
+    exit_code = EXIT_ERROR
+
+
 class NodeUnavailable(ConfigError):
     """The node could not be reached (socket missing, connection refused, bad answer)."""
 
@@ -237,6 +246,8 @@ def error_from_dict(payload: dict[str, Any], exit_code: int | None = None) -> Ha
         rebuilt = AuthError(message)
     elif code == Forbidden.code:
         rebuilt = Forbidden(message)
+    elif code == Busy.code:
+        rebuilt = Busy(message)
     elif code == NodeUnavailable.code:
         rebuilt = NodeUnavailable(message)
     elif code in _CONFIG_CODES:

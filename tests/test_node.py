@@ -582,3 +582,47 @@ def test_agent_waits_for_its_ticket_without_polling_the_api(node: Node, sim: Sim
     other = NodeClient(node.url, token=node.tokens["carol/agent"])
     with other, pytest.raises(Exception, match="no ticket"):
         other.wait(ticket, timeout=1)
+
+
+def test_one_agent_cannot_hold_all_the_nodes_waits(node: Node, sim: Simulator) -> None:
+    """Each open wait holds a server thread: an identity may have WAITS_PER_IDENTITY open
+    at once, the next is refused at once (429, ``busy``, exit 1) and nothing changes."""
+    import threading
+    import time
+
+    from harbor_confluence.errors import Busy
+    from harbor_confluence.node.service import WAITS_PER_IDENTITY
+
+    unique = {"body": {**CREATE["body"], "title": "many waits"}}
+    ticket = held_ticket(node.client("codex/agent", "run", "create-page", "--json",
+                                     "--input", json.dumps(unique)))  # fmt: skip
+    token = node.tokens["codex/agent"]
+
+    def long_wait() -> None:
+        with NodeClient(node.url, token=token) as client:
+            client.wait(ticket, timeout=6)
+
+    waiters = [threading.Thread(target=long_wait) for _ in range(WAITS_PER_IDENTITY)]
+    for w in waiters:
+        w.start()
+    refused: Busy | None = None
+    status = 0
+    with NodeClient(node.url, token=token) as client:
+        end = time.monotonic() + 5
+        while refused is None and time.monotonic() < end:
+            try:
+                client.wait(ticket, timeout=0)
+            except Busy as exc:
+                refused = exc
+                raw = httpx.get(f"{node.url}/v1/tickets/{ticket}/wait?timeout=0",
+                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                status = raw.status_code
+            else:
+                time.sleep(0.05)
+        assert refused is not None, "the wait past the cap was not refused"
+        assert refused.code == "busy" and refused.exit_code == 1
+        assert f"at most {WAITS_PER_IDENTITY}" in str(refused) and token not in str(refused)
+        for w in waiters:
+            w.join(30)
+        assert client.wait(ticket, timeout=0)["state"] == "pending"  # slots are given back
+    assert status == 429

@@ -89,6 +89,50 @@ def _change_events(before: Ticket | None, after: Ticket) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Open waits (``GET /v1/tickets/{id}/wait``, up to 60 s each) hold a worker thread of the
+# server's pool (40): without a bound one agent token could hold them all, and the node
+# would stop answering everyone else, operators approving in the review page included.
+WAITS_PER_IDENTITY = 4
+WAITS_TOTAL = 16
+
+
+class _WaitSlots:
+    """How many waits each identity, and the node, may have open at once."""
+
+    def __init__(self, *, per_identity: int, total: int) -> None:
+        self.per_identity = per_identity
+        self.total = total
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held_by(self, name: str) -> Iterator[None]:
+        from harbor_confluence.errors import Busy
+
+        with self._lock:
+            mine = self._open.get(name, 0)
+            if mine >= self.per_identity:
+                raise Busy(
+                    f"{name} already has {mine} waits open on this node (at most "
+                    f"{self.per_identity}); nothing changed: wait again when one ends"
+                )
+            if sum(self._open.values()) >= self.total:
+                raise Busy(
+                    f"the node already has {self.total} waits open; nothing changed: "
+                    "wait again shortly, or poll the ticket's status"
+                )
+            self._open[name] = mine + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._open[name] - 1
+                if left:
+                    self._open[name] = left
+                else:
+                    del self._open[name]
+
+
 class NodeService:
     """A loaded port plus the identities allowed to reach it."""
 
@@ -107,6 +151,7 @@ class NodeService:
         self._refusals = _RateLimit(per_window=50, window=10.0)
         self._listeners: list[TicketListener] = []
         self._seen: _Recent = _Recent(4096)  # ticket id -> last state published
+        self._waits = _WaitSlots(per_identity=WAITS_PER_IDENTITY, total=WAITS_TOTAL)
 
     # -- the live port on disk ------------------------------------------------------------
 
@@ -219,7 +264,8 @@ class NodeService:
         With a shared database this sleeps on LISTEN/NOTIFY: no polling loop.
         """
         self._visible(ident, ticket_id)
-        self.port.queue.wait_for_change(ticket_id, timeout, state=state)
+        with self._waits.held_by(ident.name):
+            self.port.queue.wait_for_change(ticket_id, timeout, state=state)
         return self.port.status(ticket_id)
 
     @contextlib.contextmanager
@@ -605,6 +651,8 @@ def error_status(exc: HarborError) -> int:
         return 502
     if exc.code == "database_unavailable":
         return 503
+    if exc.code == "busy":
+        return 429
     if isinstance(exc, ConfigError):
         return 422
     return 400
