@@ -312,11 +312,11 @@ def _other(value: Any, guard: bool) -> Any:
 def _generated_one(
     fields: tuple[tuple[str, tuple[str, ...] | None, Getter, bool], ...], limit: int
 ) -> Callable[[Any, bool], dict[str, Any]]:
-    """``Summarizer._one`` written out as one function: plain-path fields as inline
-    ``dict.get``s, any other field as one call of its compiled getter, and no loop (half
-    the time of a 25-item listing's summary).  Only ``repr``s of strings go into the
-    source, and path keys are identifiers (``_FIELD_PATH``); ``tests/test_summary_fast.py``
-    checks it against ``Summarizer._one`` and JMESPath."""
+    """One item's summary as one function: plain-path fields as inline ``dict.get``s, any
+    other field as one call of its compiled getter, and no loop over the fields (half the
+    time of a 25-item listing's summary, against a getter call per field).  Only ``repr``s
+    of strings go into the source, and path keys are identifiers (``_FIELD_PATH``);
+    ``tests/test_summary_fast.py`` holds it to a field-by-field reference and JMESPath."""
     lines = [
         "def one(item, guard, _text=_text, _other=_other, LIMIT=LIMIT):",
         "    out = {}",
@@ -352,7 +352,7 @@ class Summarizer:
     """Compiled projection for one action: everything that does not depend on the answer
     is worked out here, once."""
 
-    __slots__ = ("_action", "_fast", "_fields", "_items", "_max", "_orjson", "_versioned")
+    __slots__ = ("_action", "_fast", "_items", "_orjson", "_versioned")
 
     def __init__(self, action: Action) -> None:
         spec = action.summary
@@ -363,8 +363,6 @@ class Summarizer:
         items = _compile(spec.items) if spec.items else None
         compiled = {name: _compile(expression) for name, expression in spec.fields.items()}
         self._items: Getter | None = items.search if items is not None else None
-        self._fields = tuple((name, c.search, name != uncut) for name, c in compiled.items())
-        self._max = spec.max_chars
         # orjson's parse is only safe where a mangled big integer would show in the output
         self._orjson = all(c.selects for c in [*compiled.values(), *([items] if items else [])])
         self._fast = _generated_one(
@@ -387,28 +385,6 @@ class Summarizer:
                 items = []
             return [one(item, guard) for item in items], len(items)
         return one(data, guard), None
-
-    def _one(self, item: Any, guard: bool) -> dict[str, Any]:
-        """One item's summary, field by field: the reference the generated projection
-        (``_fast``, what runs) is held to in ``tests/test_summary_fast.py``."""
-        out: dict[str, Any] = {}
-        limit = self._max
-        for name, get, cuttable in self._fields:
-            value = get(item)
-            if value is None:
-                continue
-            if isinstance(value, str):
-                if "@@@" in value:
-                    value = _HIGHLIGHT.sub("", value)
-                if cuttable and len(value) > limit:
-                    # marked, so that writing the cut copy back is refused (edits.py)
-                    value = cut(value, limit)
-            elif isinstance(value, list | dict):
-                value = _plain(value, guard)
-            elif guard and isinstance(value, float) and abs(value) >= _INEXACT:
-                raise _Inexact
-            out[name] = value
-        return out
 
     def _summarise(self, content: bytes) -> tuple[Any, Any, int | None]:
         """The answer's JSON, its summary and item count; raises as ``json.loads`` does."""
