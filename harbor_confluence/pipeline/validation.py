@@ -518,17 +518,7 @@ class Predicate:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._slow = SchemaValidator(schema)
-        self._fast: Any = None
-        rs = _rs()
-        if rs is not None and _fast_schema(schema) is not None:
-            with contextlib.suppress(Exception):  # a schema it refuses keeps jsonschema
-                self._fast = rs.Draft202012Validator(
-                    schema,
-                    validate_formats=False,
-                    keywords={"pattern": _RE2Pattern},
-                    pattern_options=rs.RegexOptions(),
-                    offline=True,
-                )
+        self._fast: Any = _compile_fast(schema, check_formats=False)
 
     def __call__(self, data: Any) -> bool:
         fast = self._fast
@@ -536,6 +526,27 @@ class Predicate:
             with contextlib.suppress(Exception):  # whatever it cannot take, jsonschema decides
                 return bool(fast.is_valid(data))
         return bool(self._slow.is_valid(data))
+
+
+def _compile_fast(schema: Any, *, check_formats: bool) -> Any:
+    """jsonschema-rs for ``schema`` with RE2 patterns and, when ``check_formats``,
+    jsonschema's format checks; None where it cannot give jsonschema's verdict (see
+    :func:`_fast_schema`), where jsonschema-rs refuses the schema, or without it."""
+    rs = _rs()
+    formats = _fast_schema(schema)
+    if rs is None or formats is None:
+        return None
+    try:
+        return rs.Draft202012Validator(
+            schema,
+            formats=_fast_formats(formats) if check_formats else None,
+            validate_formats=check_formats,
+            keywords={"pattern": _RE2Pattern},
+            pattern_options=rs.RegexOptions(),
+            offline=True,
+        )
+    except Exception:  # a schema jsonschema-rs refuses keeps the detailed path
+        return None
 
 
 def _fast_locations(
@@ -552,19 +563,8 @@ def _fast_locations(
             out.append((loc, None, frozenset()))
             continue
         schema = validator.schema
-        formats = _fast_schema(schema)
-        if formats is None:
-            return None
-        try:
-            compiled = rs.Draft202012Validator(
-                schema,
-                formats=_fast_formats(formats),
-                validate_formats=True,
-                keywords={"pattern": _RE2Pattern},
-                pattern_options=rs.RegexOptions(),
-                offline=True,
-            )
-        except Exception:  # a schema jsonschema-rs refuses keeps the detailed path
+        compiled = _compile_fast(schema, check_formats=True)
+        if compiled is None:
             return None
         arrays = _array_parameters(schema) if loc == "query" else frozenset()
         out.append((loc, compiled, arrays))
