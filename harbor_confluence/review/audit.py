@@ -510,13 +510,21 @@ class _Group:
         self.kick = threading.Event()  # deferred records wait: the flusher writes them
         self.flusher: threading.Thread | None = None
         self.loops_due: set[asyncio.AbstractEventLoop] = set()  # a batch write is scheduled
-        self.oldest = 0.0  # when the first record of the current queue was queued
+        self.oldest = 0.0  # when the queue's first record was queued
         self.last_defer = 0.0  # when a thread last deferred a record
         # (inode, size) of the log when we last saw its end, and the record there: while
         # nobody else has appended, the next batch need not read the tail (nor the anchor).
         self.tail: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     # -- who writes ---------------------------------------------------------------------
+
+    def _enqueue(self, item: _Pending, now: float | None = None) -> None:
+        """Put ``item`` at the end of the queue (``mu`` held), numbered in queue order."""
+        if not self.queue:
+            self.oldest = time.monotonic() if now is None else now
+        self.queue.append(item)
+        self.enqueued += 1
+        item.number = self.enqueued
 
     def _take_lead(self) -> int:
         """Become the leader (``mu`` held); the generation this lead runs under."""
@@ -538,11 +546,7 @@ class _Group:
         now = time.monotonic()
         generation: int | None = None
         with self.mu:
-            if not self.queue:
-                self.oldest = now
-            self.queue.append(item)
-            self.enqueued += 1
-            item.number = self.enqueued
+            self._enqueue(item, now)
             self.last_defer = now
             due = len(self.queue) >= DEFER_BATCH or now - self.oldest >= LINGER
             if due and not self.leading:
@@ -567,9 +571,7 @@ class _Group:
         and two writes each; the reads of one iteration share them here.
         """
         with self.mu:
-            self.queue.append(item)
-            self.enqueued += 1
-            item.number = self.enqueued
+            self._enqueue(item)
             if loop in self.loops_due:
                 return
             self.loops_due.add(loop)
@@ -609,9 +611,7 @@ class _Group:
     def submit(self, item: _Pending) -> int | None:
         """Queue ``item``; the generation to :meth:`lead` under when its thread leads."""
         with self.mu:
-            self.queue.append(item)
-            self.enqueued += 1
-            item.number = self.enqueued
+            self._enqueue(item)
             if self.leading and not self.handoff:
                 return None
             return self._take_lead()
