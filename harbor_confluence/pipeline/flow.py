@@ -155,9 +155,10 @@ class LoopShare:
 
     __slots__ = (
         "_admitting",
-        "_closing",
         "_entered",
         "_free",
+        "_marked",
+        "_new_turn_cb",
         "_slice",
         "_waiting",
         "budget",
@@ -171,9 +172,11 @@ class LoopShare:
         self._free = slots
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
         self.budget = budget
+        # Per loop iteration, reset by one callback at the start of the next (_mark):
         self._slice = -1.0  # when this iteration's first paced step began; -1: none yet
-        self._closing = self._close_slice  # one bound method, scheduled per iteration
         self._entered = False  # a call was admitted at once in this iteration
+        self._marked = False  # the reset is scheduled
+        self._new_turn_cb = self._new_turn  # one bound method, scheduled per iteration
         self._admitting = False  # _admit is scheduled for the next iteration
 
     @property
@@ -193,7 +196,7 @@ class LoopShare:
         if self._free > 0 and not self._waiting and not self._entered:
             self._free -= 1
             self._entered = True
-            self.loop.call_soon(self._next_entry)
+            self._mark()
             return None
         admitted: asyncio.Future[None] = self.loop.create_future()
         self._waiting.append(admitted)
@@ -202,8 +205,17 @@ class LoopShare:
             self.loop.call_soon(self._admit)
         return admitted
 
-    def _next_entry(self) -> None:
+    def _mark(self) -> None:
+        """This iteration has admitted a call or paced one: reset that when it is over.
+        The callback runs first in the next iteration, before any call this one deferred."""
+        if not self._marked:
+            self._marked = True
+            self.loop.call_soon(self._new_turn_cb)
+
+    def _new_turn(self) -> None:
+        self._marked = False
         self._entered = False
+        self._slice = -1.0
 
     def _admit(self) -> None:
         """Free slots to the calls that arrived while one was admitted at once."""
@@ -244,10 +256,7 @@ class LoopShare:
 
     def _open(self, now: float) -> None:
         self._slice = now
-        self.loop.call_soon(self._closing)  # runs first in the next iteration
-
-    def _close_slice(self) -> None:
-        self._slice = -1.0
+        self._mark()
 
     async def _next_iteration(self) -> None:
         while True:
